@@ -1,0 +1,141 @@
+// Relay messages: what travels inside the onion layers of a RELAY cell. A middle relay sees only
+// ciphertext, so it cannot tell BEGIN from DATA.
+//
+// The plaintext relay payload (509 bytes), as the recognizing hop sees it:
+//   recognized u16 (=0) | tag[16] | relay_command u8 | stream_id u16 | length u16 | data[length] | zeros
+// The tag is the hop's integrity check (crypto/onion.hpp); encoding leaves it zero for the onion
+// layer to fill.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/bytes.hpp"
+#include "common/cell/cell.hpp"
+#include "common/crypto/keys.hpp"
+#include "common/net_address.hpp"
+#include "common/result.hpp"
+
+namespace thor {
+
+constexpr std::size_t kRelayRecognizedOffset = 0;
+constexpr std::size_t kRelayTagOffset = 2;
+constexpr std::size_t kRelayTagSize = 16;
+constexpr std::size_t kRelayCommandOffset = 18;
+constexpr std::size_t kRelayHeaderSize = 23;
+constexpr std::size_t kRelayMaxData = kCellPayloadSize - kRelayHeaderSize;  // 486
+
+using StreamId = std::uint16_t;
+
+enum class RelayCommand : std::uint8_t {
+  begin = 1,
+  data = 2,
+  end = 3,
+  connected = 4,
+  sendme = 5,
+  extend = 6,
+  extended = 7,
+  truncate = 8,
+  truncated = 9,
+  drop = 10,
+  resolve = 11,
+  resolved = 12,
+};
+const char* to_string(RelayCommand c);
+
+// Tor's END reasons (tor-spec 6.3); the proxy maps each to a SOCKS5 reply code.
+enum class EndReason : std::uint8_t {
+  misc = 1,
+  resolve_failed = 2,
+  connect_refused = 3,
+  exit_policy = 4,
+  destroy = 5,
+  done = 6,
+  timeout = 7,
+  no_route = 8,
+  hibernating = 9,
+  internal = 10,
+  resource_limit = 11,
+  conn_reset = 12,
+  protocol = 13,
+  not_directory = 14,
+};
+const char* to_string(EndReason r);
+
+// A relay message in its decoded form: the command, the stream, and the raw body.
+struct RelayMessage {
+  RelayCommand command = RelayCommand::drop;
+  StreamId stream_id = 0;
+  Bytes body;  // at most kRelayMaxData bytes
+};
+
+// Writes header (recognized=0, tag=0) and body into a full 509-byte relay payload; the rest is zero.
+// Returns an error when the body is longer than kRelayMaxData.
+Status encode_relay_payload(const RelayMessage& msg, CellPayload& out);
+// Reads a recognized plaintext payload. Invalid when the command is unknown or length > 486.
+Result<RelayMessage> decode_relay_payload(const CellPayload& payload);
+
+// ---- bodies ------------------------------------------------------------------------------------
+
+struct BeginBody {
+  HostPort target;          // a name, IPv4 or IPv6 literal; resolved at the exit
+  std::uint32_t flags = 0;
+};
+struct ConnectedBody {
+  std::optional<std::string> address;  // the IP the exit connected to ("1.2.3.4", "::1")
+  std::uint32_t ttl = 0;
+};
+struct EndBody {
+  EndReason reason = EndReason::misc;
+};
+struct ExtendBody {
+  HostPort address;                // numeric IPv4 or IPv6 of the next relay
+  crypto::Ed25519Public identity;  // the next relay must prove this identity on the link
+  CreateBody create;
+};
+struct ExtendedBody {
+  CreatedBody created;
+};
+struct TruncatedBody {
+  DestroyReason reason = DestroyReason::none;
+};
+struct ResolveBody {
+  std::string hostname;  // or "d.c.b.a.in-addr.arpa" / ip6.arpa for a reverse lookup
+};
+struct ResolvedAnswer {
+  enum class Type : std::uint8_t { hostname = 0, ipv4 = 4, ipv6 = 6, error_transient = 0xF0, error_permanent = 0xF1 };
+  Type type = Type::ipv4;
+  std::string value;  // dotted/colon text for addresses, the name for hostname, empty for errors
+  std::uint32_t ttl = 0;
+};
+struct ResolvedBody {
+  std::vector<ResolvedAnswer> answers;
+};
+
+Bytes encode_begin(const BeginBody& b);
+Result<BeginBody> parse_begin(ByteView body);
+Bytes encode_connected(const ConnectedBody& b);
+Result<ConnectedBody> parse_connected(ByteView body);
+Bytes encode_end(const EndBody& b);
+Result<EndBody> parse_end(ByteView body);  // an empty body means misc, as in Tor
+Bytes encode_extend(const ExtendBody& b);
+Result<ExtendBody> parse_extend(ByteView body);
+Bytes encode_extended(const ExtendedBody& b);
+Result<ExtendedBody> parse_extended(ByteView body);
+Bytes encode_truncated(const TruncatedBody& b);
+Result<TruncatedBody> parse_truncated(ByteView body);
+Bytes encode_resolve(const ResolveBody& b);
+Result<ResolveBody> parse_resolve(ByteView body);
+Bytes encode_resolved(const ResolvedBody& b);
+Result<ResolvedBody> parse_resolved(ByteView body);
+
+// Flow control windows (Tor's values): counted in DATA cells.
+constexpr int kCircuitWindowStart = 1000;
+constexpr int kCircuitWindowIncrement = 100;
+constexpr int kStreamWindowStart = 500;
+constexpr int kStreamWindowIncrement = 50;
+
+}  // namespace thor
