@@ -54,6 +54,7 @@ struct Cell {
   CircId circ_id = 0;
   CellCommand command = CellCommand::padding;
   CellPayload payload{};
+  bool operator==(const Cell&) const = default;
 };
 
 // Always exactly kCellSize bytes.
@@ -69,12 +70,15 @@ constexpr std::uint16_t kHandshakeNtorV1 = 0x0002;  // thor-ntor-v1, see crypto/
 struct CreateBody {
   std::uint16_t handshake_type = kHandshakeNtorV1;
   Bytes handshake;  // client's onion-skin, at most kCellPayloadSize - 4 bytes
+  bool operator==(const CreateBody&) const = default;
 };
 struct CreatedBody {
   Bytes handshake;  // relay's reply, at most kCellPayloadSize - 2 bytes
+  bool operator==(const CreatedBody&) const = default;
 };
 struct DestroyBody {
   DestroyReason reason = DestroyReason::none;
+  bool operator==(const DestroyBody&) const = default;
 };
 
 Cell make_create_cell(CircId id, const CreateBody& body);

@@ -70,6 +70,7 @@ struct RelayMessage {
   RelayCommand command = RelayCommand::drop;
   StreamId stream_id = 0;
   Bytes body;  // at most kRelayMaxData bytes
+  bool operator==(const RelayMessage&) const = default;
 };
 
 // Writes header (recognized=0, tag=0) and body into a full 509-byte relay payload; the rest is zero.
@@ -83,36 +84,45 @@ Result<RelayMessage> decode_relay_payload(const CellPayload& payload);
 struct BeginBody {
   HostPort target;          // a name, IPv4 or IPv6 literal; resolved at the exit
   std::uint32_t flags = 0;
+  bool operator==(const BeginBody&) const = default;
 };
 struct ConnectedBody {
   std::optional<std::string> address;  // the IP the exit connected to ("1.2.3.4", "::1")
   std::uint32_t ttl = 0;
+  bool operator==(const ConnectedBody&) const = default;
 };
 struct EndBody {
   EndReason reason = EndReason::misc;
+  bool operator==(const EndBody&) const = default;
 };
 struct ExtendBody {
   HostPort address;                // numeric IPv4 or IPv6 of the next relay
   crypto::Ed25519Public identity;  // the next relay must prove this identity on the link
   CreateBody create;
+  bool operator==(const ExtendBody&) const = default;
 };
 struct ExtendedBody {
   CreatedBody created;
+  bool operator==(const ExtendedBody&) const = default;
 };
 struct TruncatedBody {
   DestroyReason reason = DestroyReason::none;
+  bool operator==(const TruncatedBody&) const = default;
 };
 struct ResolveBody {
   std::string hostname;  // or "d.c.b.a.in-addr.arpa" / ip6.arpa for a reverse lookup
+  bool operator==(const ResolveBody&) const = default;
 };
 struct ResolvedAnswer {
   enum class Type : std::uint8_t { hostname = 0, ipv4 = 4, ipv6 = 6, error_transient = 0xF0, error_permanent = 0xF1 };
   Type type = Type::ipv4;
   std::string value;  // dotted/colon text for addresses, the name for hostname, empty for errors
   std::uint32_t ttl = 0;
+  bool operator==(const ResolvedAnswer&) const = default;
 };
 struct ResolvedBody {
   std::vector<ResolvedAnswer> answers;
+  bool operator==(const ResolvedBody&) const = default;
 };
 
 Bytes encode_begin(const BeginBody& b);
