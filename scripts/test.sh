@@ -11,4 +11,11 @@ if [ ! -f "$builddir/build.ninja" ]; then
   meson setup "$builddir" -Dwerror="$werror" -Dbuildtype=debugoptimized
 fi
 ninja -C "$builddir"
-meson test -C "$builddir" --print-errorlogs --num-processes 2
+set +e
+meson test -C "$builddir" --print-errorlogs --num-processes 2 "$@" | tee "$builddir/test-summary.txt"
+rc=${PIPESTATUS[0]}
+set -e
+count() { awk -v k="$1" '$1 == k {print $2; exit}' "$builddir/test-summary.txt"; }
+ok=$(count "Ok:"); fail=$(count "Fail:"); timeout=$(count "Timeout:"); skipped=$(count "Skipped:")
+echo "tests: ${ok:-0} passed, $(( ${fail:-0} + ${timeout:-0} )) failed, ${skipped:-0} skipped"
+exit "$rc"
