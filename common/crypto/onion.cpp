@@ -1,0 +1,106 @@
+#include "common/crypto/onion.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cassert>
+
+#include "common/cell/relay_msg.hpp"
+
+namespace thor::crypto {
+namespace {
+
+static_assert(crypto_stream_chacha20_ietf_KEYBYTES == SymmetricKey::size);
+static_assert(crypto_stream_chacha20_ietf_NONCEBYTES == 12);
+static_assert(kRelayRecognizedOffset + 2 == kRelayTagOffset);
+
+void put_u64be(std::uint8_t* out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::uint8_t>(v >> (8 * (7 - i)));
+}
+
+// BLAKE2b-256(key, u64be(seq) | payload with the tag zeroed)[0..16]. The payload is fed around
+// the tag field so that it is neither copied nor modified.
+void compute_tag(const SymmetricKey& key, std::uint64_t seq, const CellPayload& payload,
+                 std::uint8_t (&tag)[kRelayTagSize]) {
+  static constexpr std::uint8_t kZeroTag[kRelayTagSize] = {};
+  std::uint8_t seq_be[8];
+  put_u64be(seq_be, seq);
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, key.bytes.data(), key.bytes.size(), 32);
+  crypto_generichash_update(&st, seq_be, sizeof seq_be);
+  crypto_generichash_update(&st, payload.data(), kRelayTagOffset);
+  crypto_generichash_update(&st, kZeroTag, sizeof kZeroTag);
+  constexpr std::size_t after = kRelayTagOffset + kRelayTagSize;
+  crypto_generichash_update(&st, payload.data() + after, payload.size() - after);
+  std::uint8_t digest[32];
+  crypto_generichash_final(&st, digest, sizeof digest);
+  std::copy_n(digest, kRelayTagSize, tag);  // final() has already wiped the state
+}
+
+}  // namespace
+
+void LayerCipher::apply(CellPayload& payload) {
+  std::uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
+  put_u64be(nonce + 4, counter_);
+  crypto_stream_chacha20_ietf_xor_ic(payload.data(), payload.data(), payload.size(), nonce, 0, key_.bytes.data());
+  ++counter_;
+}
+
+void IntegrityTagger::seal(CellPayload& payload) {
+  payload[kRelayRecognizedOffset] = 0;
+  payload[kRelayRecognizedOffset + 1] = 0;
+  std::uint8_t tag[kRelayTagSize];
+  compute_tag(key_, seq_, payload, tag);
+  std::copy_n(tag, kRelayTagSize, payload.begin() + kRelayTagOffset);
+  ++seq_;
+}
+
+bool IntegrityTagger::check_and_advance(const CellPayload& payload) {
+  // recognized != 0 is the cheap early-out for cells meant for a later hop (as in Tor); the tag is
+  // what decides.
+  if (payload[kRelayRecognizedOffset] != 0 || payload[kRelayRecognizedOffset + 1] != 0) return false;
+  std::uint8_t tag[kRelayTagSize];
+  compute_tag(key_, seq_, payload, tag);
+  if (sodium_memcmp(tag, payload.data() + kRelayTagOffset, kRelayTagSize) != 0) return false;
+  ++seq_;
+  return true;
+}
+
+RelayHopCrypto::RelayHopCrypto(const HopKeys& keys)
+    : forward_(keys.forward_cipher),
+      backward_(keys.backward_cipher),
+      forward_check_(keys.forward_digest),
+      backward_seal_(keys.backward_digest) {}
+
+bool RelayHopCrypto::decrypt_forward(CellPayload& payload) {
+  forward_.apply(payload);
+  return forward_check_.check_and_advance(payload);
+}
+
+void RelayHopCrypto::originate_backward(CellPayload& payload) {
+  backward_seal_.seal(payload);
+  backward_.apply(payload);
+}
+
+void RelayHopCrypto::encrypt_backward(CellPayload& payload) { backward_.apply(payload); }
+
+void ClientCircuitCrypto::add_hop(const HopKeys& keys) {
+  hops_.push_back(Hop{LayerCipher(keys.forward_cipher), LayerCipher(keys.backward_cipher),
+                      IntegrityTagger(keys.forward_digest), IntegrityTagger(keys.backward_digest)});
+}
+
+void ClientCircuitCrypto::encrypt_forward(CellPayload& payload, std::size_t target) {
+  assert(target < hops_.size());
+  hops_[target].forward_seal.seal(payload);
+  for (std::size_t i = target + 1; i-- > 0;) hops_[i].forward.apply(payload);
+}
+
+std::optional<std::size_t> ClientCircuitCrypto::decrypt_backward(CellPayload& payload) {
+  for (std::size_t i = 0; i < hops_.size(); ++i) {
+    hops_[i].backward.apply(payload);
+    if (hops_[i].backward_check.check_and_advance(payload)) return i;
+  }
+  return std::nullopt;
+}
+
+}  // namespace thor::crypto
