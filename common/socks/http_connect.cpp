@@ -53,6 +53,19 @@ struct HttpConnectParser::State {
   bool headers_done = false;
   int proxy_auth_count = 0;
   std::string proxy_auth;
+  std::string start;  // the first bytes of the request, to tell an unknown method from garbage
+
+  // An unknown method ("BREW /pot") deserves 405; binary garbage, 400.
+  bool starts_with_method_token() const {
+    std::string_view s = start;
+    while (!s.empty() && (s.front() == '\r' || s.front() == '\n')) s.remove_prefix(1);
+    std::size_t n = 0;
+    while (n < s.size() && s[n] != ' ') {
+      char c = s[n++];
+      if (!((c >= 'A' && c <= 'Z') || c == '-' || c == '_')) return false;
+    }
+    return n > 0;
+  }
 
   void commit_header() {
     if (iequals(field, "proxy-authorization")) {
@@ -116,11 +129,12 @@ HttpConnectAction HttpConnectParser::advance(ByteView input) {
   State& s = *state_;
   const std::size_t room = kMaxConnectHeadSize - s.fed;
   const std::size_t n = std::min(input.size(), room);
+  if (s.start.size() < 32) s.start.append(as_chars(input.first(std::min(n, 32 - s.start.size()))));
   const std::size_t parsed =
       http_parser_execute(&s.parser, &s.settings, reinterpret_cast<const char*>(input.data()), n);
   s.fed += parsed;
   const auto err = HTTP_PARSER_ERRNO(&s.parser);
-  if (s.wrong_method || err == HPE_INVALID_METHOD)
+  if (s.wrong_method || (err == HPE_INVALID_METHOD && s.starts_with_method_token()))
     return fail(405, "Method Not Allowed",
                 "this is a tunnelling proxy: only CONNECT host:port is accepted (plain-HTTP requests are not "
                 "forwarded; use https:// or the SOCKS port)");
