@@ -55,16 +55,13 @@ struct HttpConnectParser::State {
   std::string proxy_auth;
   std::string start;  // the first bytes of the request, to tell an unknown method from garbage
 
-  // An unknown method ("BREW /pot") deserves 405; binary garbage, 400.
+  // An unknown method ("BREW /pot") deserves 405; binary garbage, 400. Only the first byte after
+  // any leading blank lines decides: the parser may stop at the second byte of a method, so
+  // looking further would make the answer depend on how the input was split into reads.
   bool starts_with_method_token() const {
     std::string_view s = start;
     while (!s.empty() && (s.front() == '\r' || s.front() == '\n')) s.remove_prefix(1);
-    std::size_t n = 0;
-    while (n < s.size() && s[n] != ' ') {
-      char c = s[n++];
-      if (!((c >= 'A' && c <= 'Z') || c == '-' || c == '_')) return false;
-    }
-    return n > 0;
+    return !s.empty() && s.front() >= 'A' && s.front() <= 'Z';
   }
 
   void commit_header() {
