@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Thor needs, only those missing. Sourced by the README's commands.
-# Usage: ensure-packages.sh build|test|demo
+# Usage: ensure-packages.sh build|test|demo|bench
 set -euo pipefail
 
 build_pkgs=(g++ meson ninja-build pkg-config libuv1-dev libsodium-dev nlohmann-json3-dev doctest-dev
@@ -8,11 +8,14 @@ build_pkgs=(g++ meson ninja-build pkg-config libuv1-dev libsodium-dev nlohmann-j
 # Real clients the end-to-end tests drive through Thor.
 test_pkgs=(curl python3)
 demo_pkgs=(curl python3)
+# The peers bench/run.py measures Thor against, and its file server.
+bench_pkgs=(tor microsocks nginx-light curl python3)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
   test) want+=("${test_pkgs[@]}") ;;
   demo) want+=("${demo_pkgs[@]}") ;;
+  bench) want+=("${bench_pkgs[@]}") ;;
 esac
 
 missing=()
