@@ -69,4 +69,25 @@ Result<Consensus> verify_consensus(const nlohmann::json& envelope, const crypto:
 
 std::string canonical_json(const nlohmann::json& j);
 
+// --- Added helpers shared by the directory, its clients and the status pages. ---
+
+// Format labels inside the signed documents: they make a descriptor's signature useless as a
+// consensus signature and the reverse, and name the version.
+inline constexpr const char* kDescriptorFormat = "thor-descriptor-1";
+inline constexpr const char* kConsensusFormat = "thor-consensus-1";
+// Clock skew tolerated between a consensus's validity times and a client's clock.
+inline constexpr std::int64_t kConsensusClockSkewSeconds = 30;
+
+// Parses JSON from the network: refuses invalid UTF-8, trailing bytes and nesting deeper than
+// max_depth (nlohmann serialises recursively, so depth is bounded before anything is dumped).
+Result<nlohmann::json> parse_untrusted_json(std::string_view text, int max_depth = 16);
+
+// Flag names as in Tor's consensus ("Exit", "Fast", "Running", "Stable", "Valid"), sorted.
+std::vector<std::string> flag_names(std::uint32_t flags);
+// 0 for a name Thor does not know (ignored by readers, for forward compatibility).
+std::uint32_t flag_from_name(std::string_view name);
+
+// "2024-05-01 12:00:00" (UTC), the format of Tor's Onionoo documents.
+std::string format_utc(std::int64_t unix_seconds);
+
 }  // namespace thor::dir

@@ -39,6 +39,9 @@ class ExitPolicy {
   // For a hostname target (resolved at the exit): could any public address on this port pass?
   bool may_allow_port(std::uint16_t port) const;
   bool is_exit() const;  // accepts some port on some public address
+  // Accepts some destination at all, public or not (an exit of a loopback test network). Checked at
+  // the addresses each accept rule names, so "accept 127.0.0.0/8:*, reject *:*" counts.
+  bool accepts_any_destination() const;
   // The canonical text form (round-trips through parse).
   std::string to_string() const;
   // Tor-style port summary: "accept 80,443" or "reject 1-65535".
