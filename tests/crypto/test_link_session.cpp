@@ -1,0 +1,525 @@
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "common/crypto/aead.hpp"
+#include "common/crypto/encoding.hpp"
+#include "common/crypto/hash.hpp"
+#include "common/crypto/link_session.hpp"
+
+using namespace thor;
+using namespace thor::crypto;
+
+namespace {
+
+Bytes make_cell(std::uint32_t i) {
+  Bytes c(kCellSize);
+  for (std::size_t j = 0; j < c.size(); ++j) c[j] = static_cast<std::uint8_t>(i * 7 + j);
+  c[0] = static_cast<std::uint8_t>(i >> 24);  // cells differ in their first bytes too
+  c[1] = static_cast<std::uint8_t>(i >> 16);
+  c[2] = static_cast<std::uint8_t>(i >> 8);
+  c[3] = static_cast<std::uint8_t>(i);
+  return c;
+}
+
+struct Inbox {
+  std::vector<Bytes> cells;
+  std::function<void(ByteView)> sink() {
+    return [this](ByteView c) { cells.emplace_back(c.begin(), c.end()); };
+  }
+};
+
+Bytes take(LinkSession& s) {
+  Bytes out;
+  s.take_output(out);
+  return out;
+}
+
+// Delivers `data` to `to` in pieces of at most `chunk` bytes.
+Status feed(LinkSession& to, ByteView data, Inbox& inbox, std::size_t chunk) {
+  auto sink = inbox.sink();
+  while (!data.empty()) {
+    const std::size_t n = std::min(chunk, data.size());
+    if (Status st = to.receive(data.first(n), sink); !st) return st;
+    data = data.subspan(n);
+  }
+  return {};
+}
+
+// Moves output both ways until neither side has anything to say.
+void pump(LinkSession& a, Inbox& at_a, LinkSession& b, Inbox& at_b, std::size_t chunk = SIZE_MAX) {
+  for (int round = 0; round < 100 && (a.has_output() || b.has_output()); ++round) {
+    if (a.has_output()) REQUIRE(feed(b, take(a), at_b, chunk).ok());
+    if (b.has_output()) REQUIRE(feed(a, take(b), at_a, chunk).ok());
+  }
+  REQUIRE_FALSE(a.has_output());
+  REQUIRE_FALSE(b.has_output());
+}
+
+struct Keys {
+  IdentityKey responder, initiator;
+};
+Keys make_keys() {
+  DeterministicRng krng(13);
+  auto r = IdentityKey::generate(krng);
+  auto i = IdentityKey::generate(krng);
+  return Keys{r, i};
+}
+
+// A hand-built initiator that follows link_session.hpp from the primitives, so the test can send
+// what a real session never would (a bad signature, a malformed or misplaced record) and check the
+// key schedule independently of LinkSession.
+struct RawInitiator {
+  X25519Keypair e;
+  Bytes hello;
+  SymmetricKey i2r, r2i;
+  std::array<std::uint8_t, 32> th{};
+  std::uint64_t sent = 0;
+
+  explicit RawInitiator(Rng& rng) : e(X25519Keypair::generate(rng)) {
+    Writer(hello).bytes("THOR").u8(1).bytes(e.public_key.view());
+  }
+  void on_response(ByteView response) {
+    REQUIRE(response.size() == kLinkResponseSize);
+    X25519Public e_r = *X25519Public::from(response.first(32));
+    Ed25519Public id_r = *Ed25519Public::from(response.subspan(32, 32));
+    th = blake2b_256({as_bytes("thor-link-v1"), e.public_key.view(), e_r.view(), id_r.view()});
+    auto shared = x25519(e.secret, e_r);
+    REQUIRE(shared);
+    SymmetricKey prk;
+    prk.bytes = blake2b_256({shared->view()}, ByteView(th));
+    std::array<std::uint8_t, 64> k{};
+    kdf_expand(prk, "thor-link-v1 keys", k);
+    std::copy_n(k.begin(), 32, i2r.bytes.begin());
+    std::copy_n(k.begin() + 32, 32, r2i.bytes.begin());
+  }
+  Bytes record(ByteView plaintext) {
+    Bytes r;
+    Writer(r).u16(static_cast<std::uint16_t>(plaintext.size() + kAeadTagSize)).bytes(plaintext).zeros(kAeadTagSize);
+    MutableByteView m(r);
+    aead_seal(i2r, sent++, m.first(2), m.subspan(2, plaintext.size()), m.subspan(2 + plaintext.size()));
+    return r;
+  }
+  Bytes auth(const IdentityKey& as, ByteView signed_part) {
+    Bytes a;
+    Writer(a).u8(1).bytes(as.public_key().view()).bytes(as.sign(signed_part).view());
+    return a;
+  }
+  Bytes signed_part() const {
+    Bytes m;
+    Writer(m).bytes("thor-link-v1 initiator").bytes(ByteView(th));
+    return m;
+  }
+};
+
+// A responder that has answered a RawInitiator's hello.
+struct RawPair {
+  DeterministicRng rrng{21}, irng{22};
+  Keys keys = make_keys();
+  LinkSession responder = LinkSession::responder(keys.responder, rrng);
+  RawInitiator raw{irng};
+  Inbox inbox;
+  RawPair() {
+    REQUIRE(feed(responder, raw.hello, inbox, SIZE_MAX).ok());
+    raw.on_response(take(responder));
+  }
+};
+
+// An initiator and responder that have exchanged hello and response; the initiator's output (auth
+// record and the cells it held) has not been delivered yet.
+struct Handshaken {
+  DeterministicRng irng{31}, rrng{32};
+  Keys keys = make_keys();
+  LinkSession initiator, responder;
+  Inbox at_initiator, at_responder;
+  explicit Handshaken(bool relay_initiator, int held_cells = 0)
+      : initiator(LinkSession::initiator(keys.responder.public_key(), relay_initiator ? &keys.initiator : nullptr, irng)),
+        responder(LinkSession::responder(keys.responder, rrng)) {
+    for (int i = 0; i < held_cells; ++i) initiator.queue_cell(make_cell(static_cast<std::uint32_t>(i)));
+    REQUIRE(feed(responder, take(initiator), at_responder, SIZE_MAX).ok());
+    REQUIRE(feed(initiator, take(responder), at_initiator, SIZE_MAX).ok());
+    REQUIRE(initiator.established());
+  }
+};
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+// Computed with an independent implementation of link_session.hpp (Python: hashlib.blake2b, the
+// cryptography package's X25519, Ed25519 and ChaCha20-Poly1305, DeterministicRng over ChaCha20).
+TEST_CASE("link known-answer vector: hello, response, auth record and first data record") {
+  Keys keys = make_keys();
+  DeterministicRng irng(11), rrng(12);
+  auto initiator = LinkSession::initiator(keys.responder.public_key(), &keys.initiator, irng);
+  auto responder = LinkSession::responder(keys.responder, rrng);
+  initiator.queue_cell(make_cell(0));
+  initiator.queue_cell(make_cell(1));
+
+  Bytes hello = take(initiator);
+  CHECK(to_hex(hello) == "54484f52018eb4dacec87997b308e4d7423a1f403991850941a9ffed7d3708555aeca2fb6b");
+  CHECK(hello.size() == kLinkHelloSize);
+  Inbox at_r, at_i;
+  REQUIRE(feed(responder, hello, at_r, SIZE_MAX).ok());
+  Bytes response = take(responder);
+  CHECK(to_hex(response) ==
+        "7a69ad5438cfd1a437051638ef0e76a3aa11f33e49fa5fcedb170e46ab917323"
+        "7f79815069a9cfd095578fefffce5e8ca471b396d0adc87f89d49d622ba1ae5e"
+        "e2f7a1e82b0114921068a3ca20565b6ba5e8620fed51b0d856233de6a52c2d2e"
+        "7b1a22e0e62dd4b5cb4852a86f7b726dad68956ed340f7088038fbfd0d44cd0c");
+  REQUIRE(feed(initiator, response, at_i, SIZE_MAX).ok());
+
+  // The auth record and the held cells leave together, the cells sealed into one record.
+  Bytes out = take(initiator);
+  REQUIRE(out.size() == (2 + 97 + 16) + (2 + 2 * kCellSize + 16));
+  CHECK(to_hex(ByteView(out).first(115)) ==
+        "0071a9bfce7c13c8e0980e821b48404c5db0905e3cecd79182ca1215e15442cd"
+        "6a94f6e71e198a3726996734d812fc9cea75c7e82f0c3ee335ac593943474499"
+        "b14dfd2a5d0c28727cba9ce19b4307db6ce59baea39f6c18f0dc14317b18d5f7"
+        "0082d896f7e0e5e4ef45a02b2b090af45e3711");
+  CHECK(to_hex(ByteView(blake2b_256({ByteView(out)}))) ==
+        "5cf94dddff5ae2c13f423ee397f0bf25438593dfa8dc12009912750828104207");
+
+  REQUIRE(feed(responder, out, at_r, SIZE_MAX).ok());
+  REQUIRE(at_r.cells.size() == 2);
+  CHECK(at_r.cells[0] == make_cell(0));
+  CHECK(at_r.cells[1] == make_cell(1));
+
+  Bytes rcell(kCellSize);
+  for (std::size_t j = 0; j < rcell.size(); ++j) rcell[j] = static_cast<std::uint8_t>(3 * j + 1);
+  responder.queue_cell(rcell);
+  Bytes rout = take(responder);
+  CHECK(to_hex(ByteView(blake2b_256({ByteView(rout)}))) ==
+        "34f04e43759290a26fdf2c2cb932a2bd7086445615789474614954a45ef2db7a");
+}
+
+TEST_CASE("link: cells both ways, in order, with identities proven") {
+  for (bool relay_initiator : {false, true}) {
+    CAPTURE(relay_initiator);
+    Keys keys = make_keys();
+    DeterministicRng irng(1), rrng(2);
+    auto initiator = LinkSession::initiator(keys.responder.public_key(), relay_initiator ? &keys.initiator : nullptr, irng);
+    auto responder = LinkSession::responder(keys.responder, rrng);
+    CHECK_FALSE(initiator.established());
+    CHECK_FALSE(responder.established());
+    CHECK_FALSE(initiator.peer_identity());
+    CHECK(initiator.has_output());  // the hello
+    CHECK_FALSE(responder.has_output());
+
+    Inbox at_i, at_r;
+    for (std::uint32_t i = 0; i < 10; ++i) initiator.queue_cell(make_cell(i));  // held until established
+    for (std::uint32_t i = 0; i < 5; ++i) responder.queue_cell(make_cell(1000 + i));
+    pump(initiator, at_i, responder, at_r);
+    REQUIRE(initiator.established());
+    REQUIRE(responder.established());
+    CHECK(initiator.peer_identity() == std::optional<Ed25519Public>(keys.responder.public_key()));
+    if (relay_initiator)
+      CHECK(responder.peer_identity() == std::optional<Ed25519Public>(keys.initiator.public_key()));
+    else
+      CHECK_FALSE(responder.peer_identity().has_value());
+
+    for (std::uint32_t i = 10; i < 700; ++i) initiator.queue_cell(make_cell(i));
+    for (std::uint32_t i = 5; i < 400; ++i) responder.queue_cell(make_cell(1000 + i));
+    pump(initiator, at_i, responder, at_r);
+    REQUIRE(at_r.cells.size() == 700);
+    REQUIRE(at_i.cells.size() == 400);
+    for (std::uint32_t i = 0; i < 700; ++i) REQUIRE(at_r.cells[i] == make_cell(i));
+    for (std::uint32_t i = 0; i < 400; ++i) REQUIRE(at_i.cells[i] == make_cell(1000 + i));
+  }
+}
+
+TEST_CASE("link: queued cells are sealed up to 127 per record") {
+  Handshaken h(false);
+  REQUIRE(feed(h.responder, take(h.initiator), h.at_responder, SIZE_MAX).ok());
+  for (std::uint32_t i = 0; i < 300; ++i) h.initiator.queue_cell(make_cell(i));
+  Bytes out = take(h.initiator);
+  // 127 + 127 + 46 cells: three records, each 2 length bytes and a 16-byte tag around its cells.
+  CHECK(out.size() == 300 * kCellSize + 3 * (2 + 16));
+  CHECK(((out[0] << 8) | out[1]) == 127 * kCellSize + 16);
+  CHECK(((out[2 + 127 * kCellSize + 16] << 8) | out[3 + 127 * kCellSize + 16]) == 127 * kCellSize + 16);
+  REQUIRE(feed(h.responder, out, h.at_responder, SIZE_MAX).ok());
+  CHECK(h.at_responder.cells.size() == 300);
+
+  // take_output appends when the caller's buffer is not empty.
+  h.initiator.queue_cell(make_cell(1));
+  Bytes both{0xAB};
+  h.initiator.take_output(both);
+  CHECK(both.size() == 1 + kCellSize + 18);
+  CHECK(both[0] == 0xAB);
+  CHECK_FALSE(h.initiator.has_output());
+}
+
+TEST_CASE("link: byte-at-a-time and arbitrary fragments, several records per delivery") {
+  for (std::size_t chunk : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{37}, std::size_t{513},
+                            std::size_t{1000}, std::size_t{70000}}) {
+    CAPTURE(chunk);
+    Keys keys = make_keys();
+    DeterministicRng irng(3), rrng(4);
+    auto initiator = LinkSession::initiator(keys.responder.public_key(), &keys.initiator, irng);
+    auto responder = LinkSession::responder(keys.responder, rrng);
+    Inbox at_i, at_r;
+    initiator.queue_cell(make_cell(0));
+    pump(initiator, at_i, responder, at_r, chunk);
+    REQUIRE(responder.established());
+    REQUIRE(at_r.cells.size() == 1);
+    // Several records in one output: a full one, a partial one, then more after a flush.
+    for (std::uint32_t i = 1; i < 200; ++i) initiator.queue_cell(make_cell(i));
+    for (std::uint32_t i = 0; i < 130; ++i) responder.queue_cell(make_cell(5000 + i));
+    pump(initiator, at_i, responder, at_r, chunk);
+    REQUIRE(at_r.cells.size() == 200);
+    REQUIRE(at_i.cells.size() == 130);
+    for (std::uint32_t i = 0; i < 200; ++i) REQUIRE(at_r.cells[i] == make_cell(i));
+    for (std::uint32_t i = 0; i < 130; ++i) REQUIRE(at_i.cells[i] == make_cell(5000 + i));
+  }
+}
+
+TEST_CASE("link: random fragmentation of a long stream") {
+  Handshaken h(true);
+  DeterministicRng rng(5);
+  Bytes stream = take(h.initiator);  // the auth record
+  for (std::uint32_t i = 0; i < 1000; ++i) {
+    h.initiator.queue_cell(make_cell(i));
+    if (rng.uniform(50) == 0) {
+      Bytes part = take(h.initiator);
+      stream.insert(stream.end(), part.begin(), part.end());
+    }
+  }
+  Bytes rest = take(h.initiator);
+  stream.insert(stream.end(), rest.begin(), rest.end());
+  ByteView left(stream);
+  auto sink = h.at_responder.sink();
+  while (!left.empty()) {
+    std::size_t n = std::min<std::size_t>(left.size(), 1 + rng.uniform(3000));
+    REQUIRE(h.responder.receive(left.first(n), sink).ok());
+    left = left.subspan(n);
+  }
+  REQUIRE(h.at_responder.cells.size() == 1000);
+  for (std::uint32_t i = 0; i < 1000; ++i) REQUIRE(h.at_responder.cells[i] == make_cell(i));
+}
+
+TEST_CASE("link: the initiator refuses a responder with another identity") {
+  Keys keys = make_keys();
+  DeterministicRng krng(40), irng(41), rrng(42);
+  IdentityKey impostor = IdentityKey::generate(krng);
+  auto initiator = LinkSession::initiator(keys.responder.public_key(), nullptr, irng);
+  auto responder = LinkSession::responder(impostor, rrng);
+  initiator.queue_cell(make_cell(0));
+  Inbox at_i, at_r;
+  REQUIRE(feed(responder, take(initiator), at_r, SIZE_MAX).ok());
+  Status st = feed(initiator, take(responder), at_i, SIZE_MAX);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error() == "link: responder proved identity " + fingerprint(impostor.public_key()) + ", expected " +
+                          fingerprint(keys.responder.public_key()));
+  CHECK_FALSE(initiator.established());
+  CHECK_FALSE(initiator.peer_identity());
+  CHECK_FALSE(initiator.has_output());  // neither the auth record nor the held cell leaves
+  // The session stays failed.
+  Status again = initiator.receive(Bytes{1, 2, 3}, at_i.sink());
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error() == st.error());
+}
+
+TEST_CASE("link: a corrupted response (bad signature, key or identity) is refused") {
+  Keys keys = make_keys();
+  for (std::size_t pos = 0; pos < kLinkResponseSize; ++pos) {
+    CAPTURE(pos);
+    DeterministicRng irng(43), rrng(44);
+    auto initiator = LinkSession::initiator(keys.responder.public_key(), nullptr, irng);
+    auto responder = LinkSession::responder(keys.responder, rrng);
+    Inbox at_i, at_r;
+    REQUIRE(feed(responder, take(initiator), at_r, SIZE_MAX).ok());
+    Bytes response = take(responder);
+    response[pos] ^= static_cast<std::uint8_t>(1u << (pos % 8));
+    Status st = feed(initiator, response, at_i, SIZE_MAX);
+    REQUIRE_FALSE(st.ok());
+    CHECK(contains(st.error(), "responder's signature does not verify"));
+    CHECK_FALSE(initiator.established());
+  }
+}
+
+TEST_CASE("link: the responder refuses a bad initiator signature and malformed auth records") {
+  Keys keys = make_keys();
+  DeterministicRng krng(50);
+  IdentityKey other = IdentityKey::generate(krng);
+
+  SUBCASE("a well-formed auth record from a hand-built initiator is accepted") {
+    RawPair p;
+    Bytes good = p.raw.record(p.raw.auth(keys.initiator, p.raw.signed_part()));
+    REQUIRE(feed(p.responder, good, p.inbox, SIZE_MAX).ok());
+    CHECK(p.responder.established());
+    CHECK(p.responder.peer_identity() == std::optional<Ed25519Public>(keys.initiator.public_key()));
+    // And the responder's records open under the r2i key derived independently.
+    p.responder.queue_cell(make_cell(9));
+    Bytes rec = take(p.responder);
+    REQUIRE(rec.size() == 2 + kCellSize + 16);
+    Bytes plain(kCellSize);
+    CHECK(aead_open(p.raw.r2i, 0, ByteView(rec).first(2), ByteView(rec).subspan(2, kCellSize),
+                    ByteView(rec).subspan(2 + kCellSize), plain));
+    CHECK(plain == make_cell(9));
+  }
+  SUBCASE("signature by another key than the one claimed") {
+    RawPair p;
+    Bytes auth = p.raw.auth(keys.initiator, p.raw.signed_part());
+    auto forged = other.sign(p.raw.signed_part());
+    std::copy(forged.bytes.begin(), forged.bytes.end(), auth.begin() + 33);
+    Status st = feed(p.responder, p.raw.record(auth), p.inbox, SIZE_MAX);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error() == "link: initiator's signature does not verify (it claimed identity " +
+                            fingerprint(keys.initiator.public_key()) + ")");
+    CHECK_FALSE(p.responder.established());
+  }
+  SUBCASE("signature over another transcript (a replayed authentication)") {
+    RawPair p;
+    Bytes stale = p.raw.signed_part();
+    stale.back() ^= 1;
+    Status st = feed(p.responder, p.raw.record(p.raw.auth(keys.initiator, stale)), p.inbox, SIZE_MAX);
+    REQUIRE_FALSE(st.ok());
+    CHECK(contains(st.error(), "initiator's signature does not verify"));
+  }
+  SUBCASE("unknown auth kind") {
+    RawPair p;
+    Bytes auth = p.raw.auth(keys.initiator, p.raw.signed_part());
+    auth[0] = 2;
+    Status st = feed(p.responder, p.raw.record(auth), p.inbox, SIZE_MAX);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error() == "link: malformed authentication record (kind 2, 97 bytes)");
+  }
+  SUBCASE("anonymous kind with a relay-sized body") {
+    RawPair p;
+    Bytes auth = p.raw.auth(keys.initiator, p.raw.signed_part());
+    auth[0] = 0;
+    Status st = feed(p.responder, p.raw.record(auth), p.inbox, SIZE_MAX);
+    REQUIRE_FALSE(st.ok());
+    CHECK(contains(st.error(), "malformed authentication record"));
+  }
+  SUBCASE("cells before authentication") {
+    RawPair p;
+    Status st = feed(p.responder, p.raw.record(make_cell(0)), p.inbox, SIZE_MAX);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error() ==
+          "link: expected the initiator's authentication record (17 or 113 bytes), got a record of 530 bytes");
+    CHECK(p.inbox.cells.empty());
+  }
+  SUBCASE("records after authentication must hold whole cells, at most 127") {
+    RawPair p;
+    REQUIRE(feed(p.responder, p.raw.record(Bytes{0}), p.inbox, SIZE_MAX).ok());  // anonymous
+    REQUIRE(p.responder.established());
+    CHECK_FALSE(p.responder.peer_identity());
+    REQUIRE(feed(p.responder, p.raw.record(make_cell(1)), p.inbox, SIZE_MAX).ok());
+    CHECK(p.inbox.cells.size() == 1);
+    Status st = feed(p.responder, p.raw.record(Bytes(100, 0)), p.inbox, SIZE_MAX);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error() == "link: record of 116 bytes does not hold whole cells");
+  }
+  SUBCASE("an oversized record is refused from its length alone") {
+    RawPair p;
+    REQUIRE(feed(p.responder, p.raw.record(Bytes{0}), p.inbox, SIZE_MAX).ok());
+    const std::size_t too_big = 0xffff;
+    Bytes header{static_cast<std::uint8_t>(too_big >> 8), static_cast<std::uint8_t>(too_big)};
+    Status st = feed(p.responder, header, p.inbox, 1);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error() == "link: record of " + std::to_string(too_big) + " bytes exceeds the maximum of 65294");
+  }
+}
+
+TEST_CASE("link: bad magic and bad version are refused at once") {
+  Keys keys = make_keys();
+  DeterministicRng rrng(60);
+  {
+    auto r = LinkSession::responder(keys.responder, rrng);
+    Inbox in;
+    Status st = r.receive(as_bytes("GET / HTTP/1.1\r\n"), in.sink());
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error() == "link: bad magic: the peer does not speak thor-link");
+    CHECK_FALSE(r.has_output());
+  }
+  {
+    auto r = LinkSession::responder(keys.responder, rrng);
+    Inbox in;
+    CHECK(r.receive(as_bytes("T"), in.sink()).ok());  // so far so good
+    Status st = r.receive(as_bytes("x"), in.sink());  // fails on the first wrong byte
+    REQUIRE_FALSE(st.ok());
+    CHECK(contains(st.error(), "bad magic"));
+  }
+  {
+    auto r = LinkSession::responder(keys.responder, rrng);
+    Inbox in;
+    Bytes hello;
+    Writer(hello).bytes("THOR").u8(2).zeros(32);
+    Status st = feed(r, hello, in, 1);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error() == "link: unsupported link version 2 (we speak 1)");
+    CHECK_FALSE(r.has_output());
+  }
+  {
+    auto r = LinkSession::responder(keys.responder, rrng);
+    Inbox in;
+    Bytes hello;
+    Writer(hello).bytes("THOR").u8(1).zeros(32);  // a low-order ephemeral key
+    Status st = r.receive(hello, in.sink());
+    REQUIRE_FALSE(st.ok());
+    CHECK(contains(st.error(), "low-order"));
+  }
+}
+
+// Every byte of each record type, with one bit flipped, must fail the link and deliver no cell of
+// that record: the auth record, a one-cell record, a full 127-cell record (sampled), both ways.
+TEST_CASE("link: a flipped bit in any record is an error, and nothing of it is delivered") {
+  // Initiator to responder: auth record followed by a one-cell record.
+  const Bytes clean = [] {
+    Handshaken h(true, 1);
+    return take(h.initiator);
+  }();
+  REQUIRE(clean.size() == 115 + 2 + kCellSize + 16);
+  for (std::size_t pos = 0; pos < clean.size(); ++pos) {
+    CAPTURE(pos);
+    Handshaken h(true, 1);
+    Bytes bad = take(h.initiator);
+    REQUIRE(bad == clean);
+    bad[pos] ^= static_cast<std::uint8_t>(1u << (pos % 8));
+    Status st = feed(h.responder, bad, h.at_responder, SIZE_MAX);
+    REQUIRE_FALSE(st.ok());
+    CHECK(h.at_responder.cells.empty());
+    CHECK(st.error().rfind("link: ", 0) == 0);
+  }
+
+  // Responder to initiator: a one-cell record, then a full record (every 41st byte and the ends).
+  for (std::size_t cells : {std::size_t{1}, kLinkMaxCellsPerRecord}) {
+    CAPTURE(cells);
+    const std::size_t record_size = 2 + cells * kCellSize + 16;
+    for (std::size_t pos = 0; pos < record_size; pos += (cells == 1 || pos < 20 || pos + 20 > record_size) ? 1 : 41) {
+      CAPTURE(pos);
+      Handshaken h(false);
+      REQUIRE(feed(h.responder, take(h.initiator), h.at_responder, SIZE_MAX).ok());
+      for (std::uint32_t i = 0; i < cells; ++i) h.responder.queue_cell(make_cell(i));
+      Bytes rec = take(h.responder);
+      REQUIRE(rec.size() == record_size);
+      rec[pos] ^= static_cast<std::uint8_t>(1u << (pos % 8));
+      Status st = feed(h.initiator, rec, h.at_initiator, SIZE_MAX);
+      REQUIRE_FALSE(st.ok());
+      CHECK(h.at_initiator.cells.empty());
+    }
+  }
+}
+
+TEST_CASE("link: records cannot be replayed, reordered or dropped") {
+  Handshaken h(false);
+  REQUIRE(feed(h.responder, take(h.initiator), h.at_responder, SIZE_MAX).ok());
+  h.initiator.queue_cell(make_cell(1));
+  Bytes first = take(h.initiator);
+  h.initiator.queue_cell(make_cell(2));
+  Bytes second = take(h.initiator);
+  {
+    Status st = feed(h.responder, second, h.at_responder, SIZE_MAX);  // first one dropped
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error() == "link: record authentication failed (record 1): corrupted or forged bytes on the link");
+  }
+  Handshaken g(false);
+  REQUIRE(feed(g.responder, take(g.initiator), g.at_responder, SIZE_MAX).ok());
+  g.initiator.queue_cell(make_cell(1));
+  Bytes once = take(g.initiator);
+  REQUIRE(feed(g.responder, once, g.at_responder, SIZE_MAX).ok());
+  CHECK_FALSE(feed(g.responder, once, g.at_responder, SIZE_MAX).ok());  // replayed
+  CHECK(g.at_responder.cells.size() == 1);
+}
