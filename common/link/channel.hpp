@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -21,8 +22,15 @@
 
 namespace thor::link {
 
+// Settings shared by both ends of a link (kept outside Channel so it can be a default argument).
+struct ChannelOptions {
+  // A link that has not finished its handshake this long after it started is closed.
+  std::uint64_t handshake_timeout_ms = 10'000;
+};
+
 class Channel {
  public:
+  using Options = ChannelOptions;
   struct Callbacks {
     std::function<void(Cell& cell)> on_cell;                 // a decoded cell from the peer
     std::function<void()> on_established;                    // handshake done, peer proven
@@ -33,15 +41,22 @@ class Channel {
   // own: a relay's identity (it proves it to the peer); nullptr for a proxy (anonymous).
   static std::unique_ptr<Channel> connect(uv_loop_t* loop, const HostPort& address,
                                           const crypto::Ed25519Public& expected_identity,
-                                          const crypto::IdentityKey* own, Callbacks callbacks);
+                                          const crypto::IdentityKey* own, Callbacks callbacks,
+                                          ChannelOptions options = {});
   // Takes over an accepted connection; this side proves `own`.
   static std::unique_ptr<Channel> accept(std::unique_ptr<uv::TcpConnection> conn,
-                                         const crypto::IdentityKey& own, Callbacks callbacks);
+                                         const crypto::IdentityKey& own, Callbacks callbacks,
+                                         ChannelOptions options = {});
 
   virtual ~Channel() = default;
 
+  // Queues a cell. Never calls back synchronously: failures are reported through on_closed from
+  // the loop, so a caller may keep using the Channel after send() returns.
   virtual void send(const Cell& cell) = 0;
+  // Cells queued and not yet written, plus what the socket has not taken.
   virtual std::size_t queued_bytes() const = 0;
+  // on_drain: cb runs (from the loop) each time queued_bytes() falls to low_water or below after
+  // having been above it.
   virtual void on_drain(std::size_t low_water, std::function<void()> cb) = 0;
   virtual void pause_reading() = 0;
   virtual void resume_reading() = 0;
@@ -56,7 +71,8 @@ class Channel {
   // "1.2.3.4:5678" for logs at debug level.
   virtual std::string peer_address() const = 0;
 
-  // Sends what is queued and closes; no callbacks after this.
+  // Sends what is queued and closes; no callbacks after this. Destroying a Channel does the same.
+  // Safe to call (or to destroy the Channel) from inside any of its callbacks.
   virtual void close() = 0;
 };
 
