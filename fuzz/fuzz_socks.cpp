@@ -82,7 +82,7 @@ void answer(const Request& r) {
   (void)reply_resolved_address(r.version, r.target.host);
   if (r.version == Version::v5) {
     Bytes b = reply_resolved_hostname(r.target.host);
-    require(b.size() >= 10, "short RESOLVE_PTR reply");
+    require(b.size() >= 8, "short RESOLVE_PTR reply");  // 7 + a 1-byte name, or a 10-byte failure
   }
   ResolvedBody body;
   body.answers.push_back({ResolvedAnswer::Type::hostname, r.target.host, 0});
