@@ -45,7 +45,8 @@ struct Path {
 };
 
 // target: where the first stream will go. nullopt builds a circuit ahead of time for any stream,
-// preferring exits that allow ports 443 or 80 (falling back to any exit).
+// preferring exits that allow ports 443 or 80 (falling back to any exit); RESOLVE requests, which
+// any exit answers, pass nullopt too.
 // Errors say what is missing: "no exit allows port 25", "need 3 relays in distinct /16s, the
 // usable relays span 2", "consensus has no running and valid relays".
 Result<Path> select_path(const dir::Consensus& consensus, const std::optional<HostPort>& target,

@@ -122,7 +122,8 @@ HttpConnectAction HttpConnectParser::fail(int status, std::string_view reason, s
 }
 
 HttpConnectAction HttpConnectParser::advance(ByteView input) {
-  if (done_ || failed_) return {};
+  // An empty call must not reach the parser: to libhttp-parser, zero bytes means end of input.
+  if (done_ || failed_ || input.empty()) return {};
   State& s = *state_;
   const std::size_t room = kMaxConnectHeadSize - s.fed;
   const std::size_t n = std::min(input.size(), room);

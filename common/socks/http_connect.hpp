@@ -48,9 +48,8 @@ class HttpConnectParser {
   bool finished() const { return done_; }
   bool failed() const { return failed_; }
 
-  struct State;  // libhttp-parser's state and what its callbacks collected
-
  private:
+  struct State;  // libhttp-parser's state and what its callbacks collected (kept out of this header)
   HttpConnectAction fail(int status, std::string_view reason, std::string why);
   HttpConnectAction finish(std::size_t consumed);
 

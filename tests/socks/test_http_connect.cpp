@@ -177,6 +177,9 @@ TEST_CASE("an oversized head gets 431; an incomplete one waits") {
   HttpConnectParser p;
   HttpConnectAction a = p.advance(as_bytes("CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n"));
   CHECK_FALSE(a.error);
+  HttpConnectAction nothing = p.advance({});  // an empty read is not the end of the input
+  CHECK_FALSE(nothing.error);
+  CHECK(nothing.consumed == 0);
   CHECK_FALSE(a.request);
   CHECK_FALSE(p.finished());
   HttpConnectAction b = p.advance(as_bytes("\r\n"));
