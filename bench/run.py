@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,8 +31,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MiB = 1 << 20
 ALL_PEERS = ["direct", "microsocks", "tor", "thor"]
 
-FULL = dict(single=256 * MiB, multi=64 * MiB, streams=16, small=1024, ttfb=200, warmup=20, reps=3, circuits=10)
-QUICK = dict(single=4 * MiB, multi=1 * MiB, streams=16, small=1024, ttfb=20, warmup=5, reps=1, circuits=3)
+FULL = dict(single=256 * MiB, multi=64 * MiB, streams=16, small=1024, ttfb=200, warmup=20, reps=3, circuits=10,
+            open_streams=10000)
+QUICK = dict(single=4 * MiB, multi=1 * MiB, streams=16, small=1024, ttfb=20, warmup=5, reps=1, circuits=3,
+             open_streams=100)
 
 
 def log(msg):
@@ -58,6 +61,7 @@ def machine():
 
     commit = version(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
     return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "loadavg_at_end": os.getloadavg(),
             "tor": version(["tor", "--version"]), "nginx": version(["nginx", "-v"]),
             "curl": version(["curl", "--version"]), "thor_commit": commit}
 
@@ -69,6 +73,15 @@ def ensure_packages(peers):
     if missing:
         log(f"missing {', '.join(missing)}: installing the bench package set")
         subprocess.run(["bash", os.path.join(REPO, "scripts", "ensure-packages.sh"), "bench"], check=True)
+
+
+def rss_now(peer):
+    """Resident memory of the peer right now: its proxy process and all its processes together."""
+    snap = procs.snapshot(peer.pids())
+    proxy = snap.get(peer.proxy_pid())
+    return {"proxy_mib": proxy["rss_kib"] / 1024 if proxy else None,
+            "total_mib": sum(p["rss_kib"] for p in snap.values()) / 1024 if snap else None,
+            "by_process": sorted(snap.values(), key=lambda p: p["name"])}
 
 
 def measure_peer(peer, server, cfg, scratch):
@@ -114,13 +127,27 @@ def measure_peer(peer, server, cfg, scratch):
                 f"p99 {run['ttfb_ms_p99']:.2f} ms ({cfg['ttfb']} requests)"
                 + (f", {run['cpu_s_per_gib']:.2f} CPU s/GiB" if cpu is not None else ""))
             result["runs"].append(run)
-        # Peak RSS over the whole life of each process (VmHWM), read while they still run.
+        # Peak RSS of each process (VmHWM) while carrying bulk and small requests, before the
+        # open-streams test below grows it.
         final = procs.snapshot(peer.pids())
         result["processes"] = sorted(final.values(), key=lambda s: s["name"])
+        if cfg["open_streams"]:
+            result["open_streams"] = held = measure.open_streams(
+                peer.socks_port, server, small, cfg["open_streams"], lambda: rss_now(peer))
+            rss = held["rss"]
+            log(f"{peer.name}: {held['opened']} of {held['requested']} streams open at once in "
+                f"{held['seconds_to_open']:.2f} s, {held['verified']} answered correctly"
+                + (f" (first failure: {held['first_open_error'] or held['first_wrong_answer']})"
+                   if held["verified"] != held["requested"] else "")
+                + (f"; RSS meanwhile: proxy {rss['proxy_mib']:.1f} MiB, all processes {rss['total_mib']:.1f} MiB"
+                   if rss["proxy_mib"] is not None else ""))
         result["ok"] = True
     except BenchError as e:
         result["error"] = str(e)
         log(f"{peer.name}: FAILED: {e}")
+    except Exception as e:  # noqa: BLE001 - a bug here must not lose the other peers' numbers
+        result["error"] = f"{type(e).__name__}: {e}"
+        log(f"{peer.name}: FAILED:\n{traceback.format_exc()}")
     finally:
         peer.stop()
 
@@ -133,8 +160,30 @@ def measure_peer(peer, server, cfg, scratch):
     summary["processes"] = len(processes) if processes else None
     summary["peak_rss_mib"] = sum(p["hwm_kib"] for p in processes) / 1024 if processes else None
     summary["peak_rss_max_mib"] = max(p["hwm_kib"] for p in processes) / 1024 if processes else None
+    held = result.get("open_streams")
+    summary["open_streams_proxy_rss_mib"] = held["rss"]["proxy_mib"] if held else None
+    summary["open_streams_rss_mib"] = held["rss"]["total_mib"] if held else None
+    summary["open_streams_s"] = held["seconds_to_open"] if held else None
+    summary["open_streams_ok"] = held["verified"] if held else None
     result["summary"] = summary
     return result
+
+
+def raise_fd_limit(want):
+    """Every child inherits this: a proxy that opens one upstream socket per client (microsocks) needs
+    two descriptors per open stream."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))  # needs root above `hard`
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        if hard < want:
+            log(f"note: open file limit is {hard}; holding {(want - 1024) // 2} streams open may fail "
+                f"for proxies that need two descriptors per stream")
 
 
 def make_peer(name, workdir, args):
@@ -156,6 +205,8 @@ def main():
     ap.add_argument("--json", help="write every number to this file")
     ap.add_argument("--thor", help="the release thor binary (default: build-release/app/thor, built if missing)")
     ap.add_argument("--reps", type=int, help="repetitions (default 3, or 1 with --quick)")
+    ap.add_argument("--open-streams", type=int,
+                    help="streams held open at once through each proxy (default 10000, or 100 with --quick; 0: skip)")
     ap.add_argument("--relays", type=int, default=3, help="relays in the Tor and Thor networks (default 3)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (configs and logs)")
     args = ap.parse_args()
@@ -163,6 +214,8 @@ def main():
     cfg = dict(QUICK if args.quick else FULL)
     if args.reps:
         cfg["reps"] = args.reps
+    if args.open_streams is not None:
+        cfg["open_streams"] = args.open_streams
     peers = [p.strip() for p in args.only.split(",") if p.strip()]
     for p in peers:
         if p not in ALL_PEERS:
@@ -176,10 +229,14 @@ def main():
     signal.signal(signal.SIGHUP, interrupted)
 
     ensure_packages(peers)
+    raise_fd_limit(2 * cfg["open_streams"] + 1024)
     workdir = tempfile.mkdtemp(prefix="thor-bench-")
     # Downloads land in memory so the disk does not limit the fastest peers.
     scratch = tempfile.mkdtemp(prefix="thor-bench-dl-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    log(f"work folder {workdir}; {'quick' if args.quick else 'full'} run of {', '.join(peers)}")
+    load_at_start = os.getloadavg()
+    log(f"work folder {workdir}; {'quick' if args.quick else 'full'} run of {', '.join(peers)}; "
+        f"load average {load_at_start[0]:.2f} on {os.cpu_count()} CPUs"
+        + (" (busy: numbers will be noisy)" if load_at_start[0] > 0.5 * (os.cpu_count() or 1) else ""))
     server = FileServer(workdir, {"single.bin": cfg["single"], "multi.bin": cfg["multi"], "small.bin": cfg["small"]})
     results = {}
     failed = False
@@ -216,12 +273,13 @@ def main():
             shutil.rmtree(workdir, ignore_errors=True)
 
     if results:
-        text = report.table(results)
+        text = report.table(results, cfg["open_streams"])
         print()
         print(text)
     if args.json:
         record = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                  "mode": "quick" if args.quick else "full", "config": cfg, "machine": machine(),
+                  "mode": "quick" if args.quick else "full", "config": cfg,
+                  "machine": dict(machine(), loadavg_at_start=load_at_start),
                   "peers": results, "ratios": report.ratios(results)}
         report.write_json(args.json, record)
         log(f"wrote {args.json}")

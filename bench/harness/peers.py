@@ -3,6 +3,7 @@
   socks_port    where curl points (None: direct, no proxy)
   ready_s       seconds from starting it to carrying its first request
   pids()        every process of this peer (for peak RSS and CPU)
+  proxy_pid()   the process that holds the client's SOCKS connections (None: direct)
   circuit_build_s(n)  up to n circuit build times in seconds, or [] where it does not apply
   stop()
 """
@@ -28,6 +29,9 @@ class Direct:
 
     def pids(self):
         return []
+
+    def proxy_pid(self):
+        return None
 
     def circuit_build_s(self, n):
         return []
@@ -63,6 +67,9 @@ class Microsocks:
     def pids(self):
         return self.procs.pids()
 
+    def proxy_pid(self):
+        return self.procs.children[0].pid if self.procs.children else None
+
     def circuit_build_s(self, n):
         return []
 
@@ -85,6 +92,9 @@ class Tor:
 
     def pids(self):
         return self.net.pids()
+
+    def proxy_pid(self):
+        return self.net.client_pid()
 
     def circuit_build_s(self, n):
         return self.net.circuit_build_times(n)
@@ -145,6 +155,18 @@ class Thor:
 
     def pids(self):
         return self.procs.pids()
+
+    def proxy_pid(self):
+        """The `thor proxy` child of `thor up`."""
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) > 1 and argv[1] == b"proxy":
+                return pid
+        return None
 
     def circuit_build_s(self, n):
         """Circuit build times the proxy logged (the daemons' logs live under --dir)."""

@@ -14,7 +14,13 @@ METRICS = [
     ("peak_rss_max_mib", "peak RSS, largest process (MiB)", "{:.1f}"),
     ("processes", "processes", "{:d}"),
     ("cpu_s_per_gib", "CPU s per GiB carried", "{:.2f}"),
+    ("open_streams_ok", "streams held open and answered, of {n}", "{:d}"),
+    ("open_streams_s", "open {n} streams at once (s)", "{:.2f}"),
+    ("open_streams_proxy_rss_mib", "RSS of the proxy, {n} open (MiB)", "{:.1f}"),
+    ("open_streams_rss_mib", "RSS of all, {n} open (MiB)", "{:.1f}"),
 ]
+# A ratio of process counts says nothing.
+NO_RATIO = {"processes"}
 
 PEER_ORDER = ["direct", "microsocks", "tor", "thor"]
 
@@ -31,7 +37,7 @@ def _ratio(a, b):
     return a / b
 
 
-def table(results):
+def table(results, open_streams=None):
     """results: {peer name: result dict}; returns the table as text."""
     peers = [p for p in PEER_ORDER if p in results] + [p for p in results if p not in PEER_ORDER]
     thor = results.get("thor", {}).get("summary") if results.get("thor", {}).get("ok") else None
@@ -40,12 +46,12 @@ def table(results):
     header = ["metric"] + peers + ["Thor/Tor", "Thor/microsocks"]
     rows = [header]
     for key, label, fmt in METRICS:
-        row = [label]
+        row = [label.format(n=open_streams)]
         for p in peers:
             r = results[p]
             row.append(_fmt(fmt, r["summary"].get(key)) if r.get("ok") else "n/a")
         for other in (tor, ms):
-            ratio = _ratio(thor.get(key), other.get(key)) if thor and other else None
+            ratio = _ratio(thor.get(key), other.get(key)) if thor and other and key not in NO_RATIO else None
             row.append("-" if ratio is None else f"{ratio:.2f}x")
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -70,7 +76,7 @@ def ratios(results):
         if not r or not r.get("ok"):
             continue
         out[f"thor/{other}"] = {key: _ratio(thor["summary"].get(key), r["summary"].get(key))
-                                for key, _, _ in METRICS}
+                                for key, _, _ in METRICS if key not in NO_RATIO}
     return out
 
 

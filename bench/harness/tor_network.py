@@ -245,5 +245,11 @@ class TorNetwork:
     def pids(self):
         return self.procs.pids()
 
+    def client_pid(self):
+        for c in self.procs.children:
+            if c.name == "tor client" and c.alive():
+                return c.pid
+        return None
+
     def stop(self):
         self.procs.stop()
