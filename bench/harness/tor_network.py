@@ -162,7 +162,7 @@ class TorNetwork:
         return self.procs.start(f"tor {nick}", ["tor", "-f", torrc, "--ignore-missing-torrc"],
                                 os.path.join(d, "stdout.log"))
 
-    def start(self, probe, timeout=180):
+    def start(self, probe, timeout=90):
         """Starts every node and returns once the client has bootstrapped to 100% and probe()
         (a request through its SocksPort) succeeds. Sets ready_s: seconds from the first daemon
         starting to that first request coming back."""
