@@ -3,6 +3,7 @@
 // As for control cells, every message has one encoding: bodies end where their last field ends,
 // the payload after the body is zero, and anything else is refused. Error messages never quote a
 // host name or an address from the peer: relays log them, and destinations are what Thor hides.
+// Encoders never assert on content (see relay_msg.hpp): the parsers are the gate.
 #include "common/cell/relay_msg.hpp"
 
 #include <arpa/inet.h>
@@ -304,8 +305,14 @@ Result<RelayMessage> decode_relay_payload(const CellPayload& payload) {
 
 // ---- BEGIN -------------------------------------------------------------------------------------
 
+Status check_target_host(std::string_view host) {
+  if (auto why = host_problem(host); !why.empty()) return Error{why};
+  return {};
+}
+
 Bytes encode_begin(const BeginBody& b) {
-  assert(host_problem(b.target.host).empty() && b.target.port != 0);
+  // An invalid host is sent as given: even one holding a NUL cannot smuggle a different target,
+  // since ":port", a NUL and the flags always follow it and the exit refuses the trailing bytes.
   Bytes out;
   Writer(out).bytes(b.target.to_string()).u8(0).u32(b.flags);
   return out;
@@ -353,8 +360,7 @@ Bytes encode_connected(const ConnectedBody& b) {
   if (!b.address) return out;
   std::uint8_t atype = 0;
   Bytes addr = ip_to_bytes(*b.address, atype);
-  assert(!addr.empty() && "CONNECTED address must be an IP literal");
-  if (addr.empty()) return out;
+  if (addr.empty()) return out;  // not a literal: say nothing rather than something wrong
   Writer(out).u8(atype).bytes(ByteView(addr)).u32(b.ttl);
   return out;
 }
@@ -394,8 +400,7 @@ Bytes encode_extend(const ExtendBody& b) {
   Bytes out;
   std::uint8_t atype = 0;
   Bytes addr = ip_to_bytes(b.address.host, atype);
-  assert(!addr.empty() && "EXTEND address must be an IP literal");
-  if (addr.empty()) return out;  // every receiver refuses an empty EXTEND
+  if (addr.empty()) return out;  // not a literal: every relay refuses an empty EXTEND
   Writer(out)
       .u8(atype)
       .bytes(ByteView(addr))
@@ -470,7 +475,6 @@ Result<TruncatedBody> parse_truncated(ByteView body) {
 // ---- RESOLVE / RESOLVED ------------------------------------------------------------------------
 
 Bytes encode_resolve(const ResolveBody& b) {
-  assert(host_problem(b.hostname).empty());
   Bytes out;
   Writer(out).bytes(b.hostname).u8(0);
   return out;
@@ -491,25 +495,26 @@ Bytes encode_resolved(const ResolvedBody& b) {
   Bytes out;
   Writer w(out);
   for (const auto& a : b.answers) {
+    Type type = a.type;
     Bytes value;
     switch (a.type) {
       case Type::ipv4:
       case Type::ipv6: {
         std::uint8_t atype = 0;
         value = ip_to_bytes(a.value, atype);
-        bool matches = !value.empty() && atype == static_cast<std::uint8_t>(a.type);
-        assert(matches && "RESOLVED address answer must be a literal of its type");
-        if (!matches) continue;
+        if (value.empty() || atype != static_cast<std::uint8_t>(a.type)) type = Type::error_permanent;
         break;
       }
       case Type::hostname:
-        assert(host_problem(a.value).empty());
-        value.assign(a.value.begin(), a.value.end());
+        if (host_problem(a.value).empty()) value.assign(a.value.begin(), a.value.end());
+        else type = Type::error_permanent;  // a PTR name we cannot pass on is as good as none
         break;
       case Type::error_transient:
-      case Type::error_permanent: break;  // errors carry no value
+      case Type::error_permanent: break;
+      default: type = Type::error_permanent; break;
     }
-    w.u8(static_cast<std::uint8_t>(a.type)).u8(static_cast<std::uint8_t>(value.size())).bytes(ByteView(value)).u32(a.ttl);
+    if (type == Type::error_permanent || type == Type::error_transient) value.clear();  // errors carry no value
+    w.u8(static_cast<std::uint8_t>(type)).u8(static_cast<std::uint8_t>(value.size())).bytes(ByteView(value)).u32(a.ttl);
   }
   return out;
 }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -124,6 +125,20 @@ struct ResolvedBody {
   std::vector<ResolvedAnswer> answers;
   bool operator==(const ResolvedBody&) const = default;
 };
+
+// Encoders never assert on content: what they carry may come from a SOCKS client, DNS or the
+// consensus. Parsers are the gate. A BEGIN or RESOLVE whose host check_target_host() refuses is
+// encoded as given and the exit refuses it (END protocol); check first to answer sooner. An address
+// that is not an IP literal of its kind gives an empty CONNECTED (no address) or an empty EXTEND
+// (which the relay refuses). A RESOLVED answer the wire cannot carry (a name that fails the name
+// rules, an address that is not a literal of its type) goes out as error_permanent, so no lookup
+// result can make an exit send a RESOLVED that the client would refuse.
+
+// Why `host` cannot be the target of BEGIN or RESOLVE; ok when it is an IPv4 literal (dotted quad),
+// an IPv6 literal (without brackets), or a DNS name: at most 255 bytes of letters, digits, '-', '.',
+// '_', labels of 1-63 bytes, an optional final '.', and a last label that is not numeric ("1.2.3",
+// "2130706433" and "0x7f.1" are addresses to inet_aton, not names). The message never quotes the host.
+Status check_target_host(std::string_view host);
 
 Bytes encode_begin(const BeginBody& b);
 Result<BeginBody> parse_begin(ByteView body);

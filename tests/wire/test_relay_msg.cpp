@@ -498,3 +498,52 @@ TEST_CASE("names of relay commands and END reasons") {
   CHECK(std::string(to_string(EndReason::exit_policy)) == "exit_policy");
   CHECK(std::string(to_string(static_cast<EndReason>(0))) == "unknown");
 }
+
+// ---- encoders given what the wire cannot carry -------------------------------------------------
+
+TEST_CASE("check_target_host: the BEGIN / RESOLVE host rules, without quoting the host") {
+  for (auto ok : {"example.com", "example.com.", "a", "_dmarc.example", "10.0.0.1", "::1", "2001:db8::8:800:200c:417a"}) {
+    CAPTURE(ok);
+    CHECK(check_target_host(ok).ok());
+  }
+  CHECK(check_target_host("").error() == "host is empty");
+  CHECK(check_target_host("secret host").error() ==
+        "host has character 0x20 at position 6 (names use letters, digits, '-', '.', '_')");
+  CHECK(check_target_host("1:2").error() == "host contains ':' but is not an IPv6 address");
+  CHECK(check_target_host("10.0.0").error() == "host ends in a numeric label but is not a dotted-quad IPv4 address");
+  CHECK(check_target_host("010.0.0.1").error() == "host ends in a numeric label but is not a dotted-quad IPv4 address");
+}
+
+TEST_CASE("encoders never assert on bad content; the parser refuses what they could not say right") {
+  // A SOCKS client's odd name goes out as given and the exit refuses it.
+  CHECK_FALSE(parse_begin(ByteView(encode_begin({{"bad host", 80}, 0}))).ok());
+  CHECK_FALSE(parse_resolve(ByteView(encode_resolve({"bad host"}))).ok());
+  // A NUL in the name cannot smuggle another target: a host with ':' is bracketed, one without has
+  // no port before its NUL, and ":port", NUL and flags always follow as bytes the exit refuses.
+  for (std::string smuggle : {std::string("evil.example:25") + '\0' + "ABCD", std::string("evil.example") + '\0'}) {
+    auto b = parse_begin(ByteView(encode_begin({{smuggle, 80}, 0})));
+    CHECK_FALSE(b.ok());
+  }
+  CHECK(error_of(parse_begin(ByteView(encode_begin({{std::string("a.example") + '\0' + "ABCD", 80}, 0})))) ==
+        "BEGIN: address has no ':port'");
+  // Addresses that are not literals.
+  CHECK(encode_connected({"not-an-ip", 30}).empty());
+  ExtendBody e;
+  e.address = {"relay.example", 9001};
+  e.identity = identity_of(1);
+  CHECK(encode_extend(e).empty());
+  CHECK(error_of(parse_extend(ByteView(encode_extend(e)))) == "EXTEND: empty body");
+}
+
+TEST_CASE("RESOLVED: an answer the wire cannot carry goes out as error_permanent") {
+  using T = ResolvedAnswer::Type;
+  ResolvedBody b{{{T::hostname, "bad name", 9}, {T::ipv4, "::1", 8}, {T::ipv6, "1.2.3.4", 7},
+                  {T::error_transient, "ignored", 6}, {T::ipv4, "5.6.7.8", 5}}};
+  Bytes wire = encode_resolved(b);
+  CHECK(wire == hex("f1 00 00000009  f1 00 00000008  f1 00 00000007  f0 00 00000006  04 04 05060708 00000005"));
+  auto p = parse_resolved(ByteView(wire));
+  REQUIRE(p.ok());
+  REQUIRE(p->answers.size() == 5);
+  CHECK(p->answers[0] == ResolvedAnswer{T::error_permanent, "", 9});
+  CHECK(p->answers[4] == ResolvedAnswer{T::ipv4, "5.6.7.8", 5});
+}
