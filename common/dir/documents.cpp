@@ -134,7 +134,7 @@ Result<RelayDescriptor> read_descriptor_fields(const json& j, const char* what) 
   if (!policy_text) return Error{policy_text.error()};
   if (policy_text->size() > kMaxExitPolicyLength) return Error{std::string(what) + ": exit_policy too long"};
   auto policy = ExitPolicy::parse(*policy_text);
-  if (!policy) return Error{std::string(what) + ": " + policy.error()};
+  if (!policy) return Error{std::string(what) + ": exit_policy: " + policy.error()};
   d.exit_policy = *policy;
   auto bw = get_int(j, "bandwidth", what, 0, static_cast<std::int64_t>(kMaxBandwidth));
   if (!bw) return Error{bw.error()};

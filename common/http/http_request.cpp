@@ -39,9 +39,10 @@ struct RequestParser::Impl {
     s.value_.append(at, len);
     return 0;
   }
+  // Here 1 and 2 mean "no body"; any other non-zero value stops the parser with an error.
   static int on_headers_complete(http_parser* p) {
     auto& s = self(p);
-    if (s.in_value_ && !s.commit_header()) return 1;
+    if (s.in_value_ && !s.commit_header()) return -1;
     s.in_value_ = false;
     Request& r = s.request_;
     r.method = http_method_str(static_cast<http_method>(p->method));
@@ -51,18 +52,18 @@ struct RequestParser::Impl {
     if (r.version_major != 1) {
       s.fail(505, "HTTP version " + std::to_string(r.version_major) + "." + std::to_string(r.version_minor) +
                       " is not supported (use HTTP/1.1)");
-      return 1;
+      return -1;
     }
-    if (!s.split_target()) return 1;
+    if (!s.split_target()) return -1;
     if (r.version_minor >= 1 && !r.header("host")) {
       s.fail(400, "HTTP/1.1 request without a Host header");
-      return 1;
+      return -1;
     }
     // Content-Length is known here; a chunked body is checked as it arrives.
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > s.limits_.max_body_bytes) {
       s.fail(413, "request body of " + std::to_string(p->content_length) + " bytes is larger than the limit of " +
                       std::to_string(s.limits_.max_body_bytes));
-      return 1;
+      return -1;
     }
     return 0;
   }
@@ -77,6 +78,7 @@ struct RequestParser::Impl {
   }
   static int on_message_complete(http_parser* p) {
     auto& s = self(p);
+    if (s.state_ == State::error) return 1;
     s.state_ = State::complete;
     // Stop here: pipelined bytes after this request belong to the next one.
     http_parser_pause(p, 1);
