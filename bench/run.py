@@ -221,10 +221,11 @@ def main():
         if p not in ALL_PEERS:
             ap.error(f"--only: unknown peer {p!r} (choose from {', '.join(ALL_PEERS)})")
 
-    # SIGTERM and SIGHUP unwind like Ctrl-C, so every `finally` below stops what it started.
+    # SIGINT, SIGTERM and SIGHUP unwind like Ctrl-C, so every `finally` below stops what it started.
     def interrupted(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
+    signal.signal(signal.SIGINT, interrupted)  # also when started with SIGINT ignored (a background job)
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGHUP, interrupted)
 

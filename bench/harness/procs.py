@@ -5,6 +5,7 @@ SIGTERM to the group stops it with whatever it forked. The ProcessSet stops them
 error or Ctrl-C (run.py turns SIGTERM into an exception so the `finally` blocks run).
 """
 
+import ctypes
 import os
 import signal
 import socket
@@ -12,6 +13,19 @@ import subprocess
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    _libc = None
+
+
+def _die_with_parent():
+    """Runs in the child before exec: SIGTERM it when the benchmark dies, even by SIGKILL, so no
+    server outlives a killed run."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class BenchError(Exception):
@@ -72,7 +86,7 @@ class ProcessSet:
         try:
             popen = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL,
                                      stdout=stdout if stdout is not None else log, stderr=log,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         except FileNotFoundError as e:
             raise BenchError(f"cannot start {name}: {e}") from e
         finally:
