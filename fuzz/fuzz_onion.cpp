@@ -26,7 +26,7 @@ HopKeys keys_for(int hop) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   CellPayload fuzz{};
-  std::memcpy(fuzz.data(), data, std::min(size, fuzz.size()));
+  if (size > 0) std::memcpy(fuzz.data(), data, std::min(size, fuzz.size()));
 
   // Raw bytes as if they arrived on a circuit.
   {
