@@ -1,0 +1,263 @@
+// `thor directory` as a process (THOR_EXE): a real key, /status over a raw HTTP GET, a clean exit 0 on
+// SIGTERM; a port in use, an unreadable key and a bad flag give one clear line and a non-zero exit.
+#include <doctest/doctest.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string thor_exe() {
+  const char* p = std::getenv("THOR_EXE");
+  return p ? p : "";
+}
+
+// A child process with its stderr captured; killed and reaped on destruction.
+struct Child {
+  pid_t pid = -1;
+  int err_fd = -1;
+  std::string err;
+  std::optional<int> status;
+
+  explicit Child(const std::vector<std::string>& args) {
+    int p[2];
+    REQUIRE(pipe(p) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      dup2(p[1], 2);
+      int devnull = open("/dev/null", O_RDWR);
+      dup2(devnull, 0);
+      dup2(devnull, 1);
+      close(p[0]);
+      close(p[1]);
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(p[1]);
+    err_fd = p[0];
+    fcntl(err_fd, F_SETFL, O_NONBLOCK);
+  }
+  ~Child() {
+    if (!status) {
+      kill(pid, SIGKILL);
+      int st = 0;
+      waitpid(pid, &st, 0);
+    }
+    if (err_fd >= 0) close(err_fd);
+  }
+  void drain(int timeout_ms) {
+    pollfd pf{err_fd, POLLIN, 0};
+    if (poll(&pf, 1, timeout_ms) <= 0) return;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = read(err_fd, buf, sizeof buf);
+      if (n <= 0) break;
+      err.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  // Reads stderr until it contains needle or the deadline passes.
+  bool wait_for_output(const std::string& needle, int timeout_ms) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (err.find(needle) == std::string::npos) {
+      if (std::chrono::steady_clock::now() >= end) return false;
+      drain(50);
+      if (exited(0)) {
+        drain(0);
+        return err.find(needle) != std::string::npos;
+      }
+    }
+    return true;
+  }
+  bool exited(int timeout_ms) {
+    if (status) return true;
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      int st = 0;
+      if (waitpid(pid, &st, WNOHANG) == pid) {
+        status = st;
+        return true;
+      }
+      if (std::chrono::steady_clock::now() >= end) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+};
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/thor-dir-test-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+int run_keygen(const std::string& keyfile) {
+  Child k({thor_exe(), "keygen", keyfile});
+  REQUIRE(k.exited(10000));
+  return WIFEXITED(*k.status) ? WEXITSTATUS(*k.status) : -1;
+}
+
+// A blocking HTTP GET on 127.0.0.1 (no loop in this test); returns the raw response.
+std::string http_get(std::uint16_t port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  close(fd);
+  return out;
+}
+
+// The port from a log line "... on http://127.0.0.1:PORT/status".
+std::uint16_t port_after(const std::string& text, const std::string& prefix) {
+  auto at = text.find(prefix);
+  if (at == std::string::npos) return 0;
+  return static_cast<std::uint16_t>(std::stoi(text.substr(at + prefix.size())));
+}
+
+// A listening socket on an ephemeral loopback port, held for the test.
+struct HeldPort {
+  int fd = -1;
+  std::uint16_t port = 0;
+  HeldPort() {
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(listen(fd, 1) == 0);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~HeldPort() { close(fd); }
+};
+
+std::size_t line_count(const std::string& s) {
+  std::size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("thor directory process: serves /status, exits 0 on SIGTERM") {
+  REQUIRE_MESSAGE(!thor_exe().empty(), "THOR_EXE is not set (run through meson test)");
+  TempDir dir;
+  std::string key = (dir.path / "directory.key").string();
+  REQUIRE(run_keygen(key) == 0);
+
+  Child d({thor_exe(), "directory", "--key", key, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+           "--heartbeat-interval", "0.2", "--log-level", "info"});
+  REQUIRE_MESSAGE(d.wait_for_output("/status", 10000), d.err);
+  std::uint16_t http_port = port_after(d.err, "status pages on http://127.0.0.1:");
+  REQUIRE(http_port != 0);
+
+  std::string raw = http_get(http_port, "/status");
+  REQUIRE_MESSAGE(raw.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, raw);
+  auto body = nlohmann::json::parse(raw.substr(raw.find("\r\n\r\n") + 4));
+  CHECK(body["relays_running"] == 0);
+  CHECK(body["heartbeat_interval_ms"] == 200);
+  CHECK(body["directory_fingerprint"].get<std::string>().size() == 40);
+  CHECK(body["consensus"]["valid"] == true);
+  std::string missing = http_get(http_port, "/missing");
+  CHECK(missing.rfind("HTTP/1.1 404", 0) == 0);
+
+  REQUIRE(kill(d.pid, SIGTERM) == 0);
+  REQUIRE_MESSAGE(d.exited(10000), d.err);
+  d.drain(100);
+  CHECK(WIFEXITED(*d.status));
+  CHECK(WEXITSTATUS(*d.status) == 0);
+  CHECK(d.err.find("directory stopped") != std::string::npos);
+}
+
+TEST_CASE("thor directory process: port in use, unreadable key, bad flag -> one clear line, non-zero exit") {
+  REQUIRE(!thor_exe().empty());
+  TempDir dir;
+  std::string key = (dir.path / "directory.key").string();
+  REQUIRE(run_keygen(key) == 0);
+
+  HeldPort held;
+  {
+    Child d({thor_exe(), "directory", "--key", key, "--listen", "127.0.0.1:" + std::to_string(held.port), "--http",
+             "127.0.0.1:0"});
+    REQUIRE(d.exited(10000));
+    d.drain(100);
+    CHECK(WIFEXITED(*d.status));
+    CHECK(WEXITSTATUS(*d.status) != 0);
+    CHECK_MESSAGE(line_count(d.err) == 1, d.err);
+    CHECK_MESSAGE(d.err.find("address already in use") != std::string::npos, d.err);
+    CHECK(d.err.find(std::to_string(held.port)) != std::string::npos);
+  }
+  {
+    Child d({thor_exe(), "directory", "--key", key, "--listen", "127.0.0.1:0", "--http",
+             "127.0.0.1:" + std::to_string(held.port)});
+    REQUIRE(d.exited(10000));
+    d.drain(100);
+    CHECK(WEXITSTATUS(*d.status) != 0);
+    CHECK_MESSAGE(line_count(d.err) == 1, d.err);
+    CHECK(d.err.find("address already in use") != std::string::npos);
+  }
+  {
+    Child d({thor_exe(), "directory", "--key", (dir.path / "nope.key").string(), "--listen", "127.0.0.1:0", "--http",
+             "127.0.0.1:0"});
+    REQUIRE(d.exited(10000));
+    d.drain(100);
+    CHECK(WEXITSTATUS(*d.status) != 0);
+    CHECK_MESSAGE(line_count(d.err) == 1, d.err);
+    CHECK(d.err.find("nope.key") != std::string::npos);
+  }
+  {
+    Child d({thor_exe(), "directory", "--key", key, "--listen", "nonsense"});
+    REQUIRE(d.exited(10000));
+    d.drain(100);
+    CHECK(WEXITSTATUS(*d.status) != 0);
+    CHECK_MESSAGE(line_count(d.err) == 1, d.err);
+    CHECK(d.err.find("--listen") != std::string::npos);
+  }
+  {
+    Child d({thor_exe(), "directory", "--key", key, "--heartbeat-interval", "0"});
+    REQUIRE(d.exited(10000));
+    d.drain(100);
+    CHECK(WEXITSTATUS(*d.status) != 0);
+    // The first line names the problem (the command line parser adds a usage hint after it).
+    CHECK_MESSAGE(d.err.find("heartbeat-interval") < d.err.find('\n'), d.err);
+  }
+}
