@@ -60,7 +60,8 @@ struct Cell {
 // Always exactly kCellSize bytes.
 void encode_cell(const Cell& cell, MutableByteView out);
 CellBytes encode_cell(const Cell& cell);
-// Needs kCellSize bytes (else incomplete); invalid for an unknown command.
+// Needs kCellSize bytes (else incomplete, never invalid); invalid for an unknown command, and for
+// any command but padding on circuit id 0 (which names no circuit).
 Decoded<Cell> decode_cell(ByteView data);
 
 // ---- control cell bodies -------------------------------------------------------------------
@@ -86,7 +87,9 @@ Cell make_created_cell(CircId id, const CreatedBody& body);
 Cell make_destroy_cell(CircId id, DestroyReason reason);
 
 // Parse the payload of a cell whose command is already known. Payloads are whole, so these return
-// a value or invalid with a reason ("CREATE handshake length 600 exceeds 505").
+// a value or invalid with a reason ("CREATE: handshake length 600 exceeds 505"). Encodings are
+// canonical: an unknown handshake type and non-zero bytes after the body are refused. An unknown
+// DESTROY reason reads as `none` (the circuit closes whatever the reason says).
 Result<CreateBody> parse_create(const CellPayload& payload);
 Result<CreatedBody> parse_created(const CellPayload& payload);
 Result<DestroyBody> parse_destroy(const CellPayload& payload);

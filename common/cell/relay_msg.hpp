@@ -77,7 +77,11 @@ struct RelayMessage {
 // Writes header (recognized=0, tag=0) and body into a full 509-byte relay payload; the rest is zero.
 // Returns an error when the body is longer than kRelayMaxData.
 Status encode_relay_payload(const RelayMessage& msg, CellPayload& out);
-// Reads a recognized plaintext payload. Invalid when the command is unknown or length > 486.
+// Reads a recognized plaintext payload (the tag is the onion layer's business and is not read).
+// Invalid when recognized != 0, the command is unknown, length > 486, the stream id breaks the
+// command's rule (stream messages need one; EXTEND, EXTENDED, TRUNCATE, TRUNCATED and DROP must use
+// 0; SENDME either), SENDME or TRUNCATE has a body, or a byte after the body is not zero.
+// encode_relay_payload refuses the same things.
 Result<RelayMessage> decode_relay_payload(const CellPayload& payload);
 
 // ---- bodies ------------------------------------------------------------------------------------
@@ -145,13 +149,13 @@ Result<BeginBody> parse_begin(ByteView body);
 Bytes encode_connected(const ConnectedBody& b);
 Result<ConnectedBody> parse_connected(ByteView body);
 Bytes encode_end(const EndBody& b);
-Result<EndBody> parse_end(ByteView body);  // an empty body means misc, as in Tor
+Result<EndBody> parse_end(ByteView body);  // empty or an unknown reason means misc, as in Tor
 Bytes encode_extend(const ExtendBody& b);
 Result<ExtendBody> parse_extend(ByteView body);
 Bytes encode_extended(const ExtendedBody& b);
 Result<ExtendedBody> parse_extended(ByteView body);
 Bytes encode_truncated(const TruncatedBody& b);
-Result<TruncatedBody> parse_truncated(ByteView body);
+Result<TruncatedBody> parse_truncated(ByteView body);  // an unknown reason reads as none
 Bytes encode_resolve(const ResolveBody& b);
 Result<ResolveBody> parse_resolve(ByteView body);
 Bytes encode_resolved(const ResolvedBody& b);
