@@ -47,14 +47,46 @@ int fail(const std::string& line) {
   std::cerr << "thor relay: " << line << "\n";
   return 1;
 }
+
+// CLI11 2.1 reads a --config file only for the top-level app, so the relay applies its own: every
+// key names a long flag (optionally under a [relay] table); the command line wins over the file.
+Status apply_config_file(CLI::App* sub) {
+  CLI::Option* cfg = sub->get_config_ptr();
+  if (!cfg || cfg->count() == 0) return {};
+  const std::string path = cfg->as<std::string>();
+  if (path.empty()) return {};
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_file(path);
+  } catch (const std::exception& e) {
+    return Error{"--config: cannot read " + path + ": " + e.what()};
+  }
+  for (const auto& item : items) {
+    if (item.name == "++" || item.name == "--") continue;  // table markers
+    if (!(item.parents.empty() || (item.parents.size() == 1 && item.parents[0] == "relay")))
+      return Error{path + ": unknown key '" + item.fullname() + "'"};
+    if (item.name == "config") return Error{path + ": a config file cannot name another config file"};
+    CLI::Option* opt = sub->get_option_no_throw("--" + item.name);
+    if (!opt) return Error{path + ": unknown key '" + item.fullname() + "' (keys are the long flags, e.g. listen)"};
+    if (opt->count() > 0) continue;
+    try {
+      opt->add_result(item.inputs);
+      opt->run_callback();
+    } catch (const std::exception& e) {
+      return Error{path + ": " + item.name + ": " + e.what()};
+    }
+  }
+  return {};
+}
 }  // namespace
 
 Runner add_relay_command(CLI::App& app) {
   auto f = std::make_shared<RelayFlags>();
   auto* sub = app.add_subcommand("relay", "Run a relay (onion router)");
-  sub->add_option("--key", f->key_file, "The relay's identity key file (from 'thor keygen')")->required();
-  sub->add_option("--directory", f->directory, "The directory's relay port, HOST:PORT")->required();
-  sub->add_option("--directory-key", f->directory_key_file, "The directory's public key file (pinned)")->required();
+  // Required, either here or in the --config file (checked after the file is read).
+  sub->add_option("--key", f->key_file, "The relay's identity key file (from 'thor keygen'); required");
+  sub->add_option("--directory", f->directory, "The directory's relay port, HOST:PORT; required");
+  sub->add_option("--directory-key", f->directory_key_file, "The directory's public key file (pinned); required");
   sub->add_option("--listen", f->listen, "Where to accept links, IP:PORT")->capture_default_str();
   sub->add_option("--advertise", f->advertise,
                   "The address published in the descriptor, IP:PORT (default: the listen address; when "
@@ -81,8 +113,12 @@ Runner add_relay_command(CLI::App& app) {
       "             --listen 0.0.0.0:9001 --advertise 198.51.100.7:9001 --nickname myrelay\n"
       "See docs/relay-operator.md.");
 
-  return [f]() -> int {
+  return [f, sub]() -> int {
+    if (auto st = apply_config_file(sub); !st) return fail(st.error());
     if (!apply_log_level(f->log_level, "relay")) return 2;
+    if (f->key_file.empty()) return fail("--key KEYFILE is required (the relay's identity, from 'thor keygen')");
+    if (f->directory.empty()) return fail("--directory HOST:PORT is required");
+    if (f->directory_key_file.empty()) return fail("--directory-key PUBFILE is required (the directory's public key)");
     relay::RelayConfig cfg;
     auto key = read_secret_key_file(f->key_file);
     if (!key) return fail(key.error());
