@@ -15,6 +15,19 @@ constexpr std::uint32_t kAnswerTtl = 60;
 constexpr std::size_t kMaxAnswers = 8;  // keeps RESOLVED within one cell
 
 bool is_numeric(const std::string& host) { return is_ipv4_literal(host) || is_ipv6_literal(host); }
+
+// Before resolving a name: could any address at all pass on this port? (The answer is checked again
+// against each resolved address.) Saves a lookup for ports the policy closes everywhere, while a
+// policy that opens only loopback or a prefix still lets names that resolve there through.
+bool port_could_pass(const ExitPolicy& policy, std::uint16_t port) {
+  if (port == 0) return false;
+  for (const auto& r : policy.rules()) {
+    if (port < r.port_lo || port > r.port_hi) continue;
+    if (r.accept) return true;
+    if (r.kind == ExitRule::Kind::any) return false;
+  }
+  return false;
+}
 }  // namespace
 
 bool RelayServer::Impl::admit_stream(Circuit* c, StreamId id) {
@@ -59,7 +72,7 @@ void RelayServer::Impl::handle_begin(Circuit* c, const RelayMessage& msg) {
   }
   const HostPort& t = body->target;
   const bool numeric = is_numeric(t.host);
-  const bool allowed = numeric ? config.exit_policy.allows(t.host, t.port) : config.exit_policy.may_allow_port(t.port);
+  const bool allowed = numeric ? config.exit_policy.allows(t.host, t.port) : port_could_pass(config.exit_policy, t.port);
   LOG_DEBUG("circuit " << c->serial << " stream " << msg.stream_id << ": BEGIN " << log::redact(t.to_string())
                        << (allowed ? "" : " refused by the exit policy"));
   if (!allowed) {

@@ -33,7 +33,9 @@ struct RelayLimits {
 
   std::uint64_t link_handshake_timeout_ms = 15'000;
   std::uint64_t link_idle_timeout_ms = 180'000;     // a link with no circuits for this long is closed
-  std::uint64_t circuit_idle_timeout_ms = 1'800'000; // a circuit with no cells for this long is destroyed
+  // A circuit with no cells for this long is destroyed, unless this relay is its exit and it still
+  // has streams (an idle SSH session must not die; its exit connection is the resource it holds).
+  std::uint64_t circuit_idle_timeout_ms = 3'600'000;
   std::uint64_t extend_timeout_ms = 15'000;         // EXTEND waiting for CREATED
   std::uint64_t connect_timeout_ms = 15'000;        // exit stream: resolve + TCP connect
   std::uint64_t housekeeping_interval_ms = 1'000;   // how often the timeouts above are checked

@@ -530,7 +530,7 @@ void RelayServer::Impl::housekeeping() {
     if (c->next_state == Circuit::Next::extending && now > c->extend_deadline_ms) {
       LOG_WARN("circuit " << c->serial << ": extend timed out");
       destroy_circuit(c, DestroyReason::timeout, true, true);
-    } else if (now - c->last_active_ms > lim.circuit_idle_timeout_ms) {
+    } else if (c->streams.empty() && now - c->last_active_ms > lim.circuit_idle_timeout_ms) {
       LOG_DEBUG("circuit " << c->serial << ": idle, destroying it");
       destroy_circuit(c, DestroyReason::finished, true, true);
     }

@@ -171,11 +171,18 @@ TEST_CASE("the exit policy: a refused port ends with exit_policy, and names are 
 
   auto refused = open_stream(client, circ->ref, local(static_cast<std::uint16_t>(echo.port() == 1 ? 2 : echo.port() - 1)));
   auto allowed = open_stream(client, circ->ref, local(echo.port()));
-  REQUIRE(run_until(L.get(), [&] { return refused->ended && allowed->connected; }));
+  // A name: only its addresses that the policy accepts are tried (127.0.0.1, not ::1).
+  auto by_name = open_stream(client, circ->ref, {"localhost", echo.port()});
+  auto refused_name = open_stream(client, circ->ref, {"localhost", static_cast<std::uint16_t>(echo.port() ^ 1)});
+  REQUIRE(run_until(L.get(), [&] {
+    return refused->ended && allowed->connected && by_name->connected && refused_name->ended;
+  }));
   CHECK(refused->ended->reason == EndReason::exit_policy);
+  CHECK(refused_name->ended->reason == EndReason::exit_policy);
   CHECK(!refused->ended->circuit_closed);
-  CHECK(echo.connections_accepted() == 1);
-  CHECK(relays[2].stats().exit_policy_refusals == 1);
+  CHECK(by_name->address == "127.0.0.1");
+  CHECK(echo.connections_accepted() == 2);
+  CHECK(relays[2].stats().exit_policy_refusals == 2);
   CHECK(client.circuit_open(circ->ref));
 }
 
