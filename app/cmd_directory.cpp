@@ -28,12 +28,44 @@ struct DirectoryOptions {
 };
 
 std::uint64_t to_ms(double seconds) { return static_cast<std::uint64_t>(std::llround(seconds * 1000.0)); }
+
+// CLI11 2.1 reads --config only for the top-level app, so the subcommand applies the file itself:
+// each key is a long flag name (optionally under a [directory] table); the command line wins.
+Status apply_config_file(CLI::App* sub) {
+  CLI::Option* cfg = sub->get_config_ptr();
+  if (!cfg || cfg->count() == 0) return {};
+  const std::string path = cfg->as<std::string>();
+  if (path.empty()) return {};
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_file(path);
+  } catch (const std::exception& e) {
+    return Error{"--config: cannot read " + path + ": " + e.what()};
+  }
+  for (const auto& item : items) {
+    if (item.name == "++" || item.name == "--") continue;  // table markers
+    if (!(item.parents.empty() || (item.parents.size() == 1 && item.parents[0] == "directory")))
+      return Error{path + ": unknown key '" + item.fullname() + "'"};
+    if (item.name == "config") return Error{path + ": a config file cannot name another config file"};
+    CLI::Option* opt = sub->get_option_no_throw("--" + item.name);
+    if (!opt) return Error{path + ": unknown key '" + item.fullname() + "' (keys are the long flags, e.g. listen)"};
+    if (opt->count() > 0) continue;
+    try {
+      opt->add_result(item.inputs);
+      opt->run_callback();
+    } catch (const std::exception& e) {
+      return Error{path + ": " + item.name + ": " + e.what()};
+    }
+  }
+  return {};
+}
 }  // namespace
 
 Runner add_directory_command(CLI::App& app) {
   auto o = std::make_shared<DirectoryOptions>();
   auto* sub = app.add_subcommand("directory", "Run a directory: relays join it, it signs the consensus");
-  sub->add_option("--key", o->key_file, "The directory's secret key file (from 'thor keygen')")->required();
+  // Required, on the command line or in the --config file (checked after the file is read).
+  sub->add_option("--key", o->key_file, "The directory's secret key file (from 'thor keygen'); required");
   sub->add_option("--listen", o->listen, "Where relays and clients reach the directory protocol (HOST:PORT)")
       ->capture_default_str();
   sub->add_option("--http", o->http, "Where the status pages are served (HOST:PORT; expose it deliberately)")
@@ -62,8 +94,16 @@ Runner add_directory_command(CLI::App& app) {
       "  thor directory --key directory.key --listen 0.0.0.0:50051 --http 127.0.0.1:50052\n"
       "Relays and proxies pin directory.pub. See docs/directory.md.");
 
-  return [o]() -> int {
+  return [o, sub]() -> int {
+    if (auto st = apply_config_file(sub); !st) {
+      std::cerr << "thor directory: " << st.error() << "\n";
+      return 2;
+    }
     if (!apply_log_level(o->log_level, "directory")) return 2;
+    if (o->key_file.empty()) {
+      std::cerr << "thor directory: --key KEYFILE is required (the directory's secret key, from 'thor keygen')\n";
+      return 2;
+    }
     auto listen = parse_host_port(o->listen, /*allow_zero=*/true);
     if (!listen) {
       std::cerr << "thor directory: --listen: " << listen.error() << "\n";

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -184,8 +185,15 @@ TEST_CASE("thor directory process: serves /status, exits 0 on SIGTERM") {
   std::string key = (dir.path / "directory.key").string();
   REQUIRE(run_keygen(key) == 0);
 
-  Child d({thor_exe(), "directory", "--key", key, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-           "--heartbeat-interval", "0.2", "--log-level", "info"});
+  // Options from a config file too (keys are the long flag names).
+  std::string conf = (dir.path / "directory.toml").string();
+  {
+    FILE* f = std::fopen(conf.c_str(), "w");
+    REQUIRE(f);
+    std::fputs("[directory]\nheartbeat-interval = 0.2\nhttp = \"127.0.0.1:0\"\n", f);
+    std::fclose(f);
+  }
+  Child d({thor_exe(), "directory", "--key", key, "--listen", "127.0.0.1:0", "--config", conf, "--log-level", "info"});
   REQUIRE_MESSAGE(d.wait_for_output("/status", 10000), d.err);
   std::uint16_t http_port = port_after(d.err, "status pages on http://127.0.0.1:");
   REQUIRE(http_port != 0);
