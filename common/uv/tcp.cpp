@@ -265,7 +265,8 @@ std::shared_ptr<void> Resolver::resolve(uv_loop_t* loop, const std::string& host
       loop, &p->req,
       [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
         std::unique_ptr<Pending> p(static_cast<Pending*>(req->data));
-        Result<Answer> out = Error{"resolve failed: " + error_text(status)};
+        // Only for a real error: libuv's uv_strerror(0) allocates an "unknown error" string it never frees.
+        Result<Answer> out = Error{status != 0 ? "resolve failed: " + error_text(status) : std::string()};
         if (status == 0) {
           Answer a;
           for (addrinfo* ai = res; ai; ai = ai->ai_next) {
