@@ -253,7 +253,9 @@ class ChannelImpl final : public Channel {
     timer_.stop();
     idle_.close();
     if (conn_ && !conn_->closed()) {
+      // The connection may outlive this object (see linger_close): nothing of ours stays in it.
       conn_->set_callbacks(nullptr, nullptr);
+      conn_->on_drain(0, nullptr);
       if (session_.established()) {
         out_.clear();
         session_.take_output(out_);

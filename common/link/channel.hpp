@@ -58,6 +58,7 @@ class Channel {
   // on_drain: cb runs (from the loop) each time queued_bytes() falls to low_water or below after
   // having been above it.
   virtual void on_drain(std::size_t low_water, std::function<void()> cb) = 0;
+  // Stops reading the socket (cells already read in this callback round are still delivered).
   virtual void pause_reading() = 0;
   virtual void resume_reading() = 0;
 

@@ -323,3 +323,23 @@ TEST_CASE("queued bytes drain, and a paused reader holds the sender back") {
   REQUIRE(loop.run_until([&] { return server.got.size() == 10 + kMany; }, 20000));
   REQUIRE(loop.run_until([&] { return drained == 2; }));
 }
+
+TEST_CASE("a Channel destroyed with bytes still queued delivers them, then the link closes") {
+  test::TestLoop loop;
+  Responder server(loop.get());
+  Initiator client(loop.get(), server.address(), server.key.public_key());
+  REQUIRE(loop.run_until([&] { return server.established && client.established; }));
+  server.channel->pause_reading();
+  int drained = 0;
+  client.channel->on_drain(1 << 20, [&] { ++drained; });  // would fire while the rest is written
+  constexpr std::size_t kMany = 40000;
+  for (std::size_t i = 0; i < kMany; ++i) client.channel->send(numbered_cell(0x80000000u | 5));
+  loop.run_for(100);
+  REQUIRE(client.channel->queued_bytes() > 0);
+  client.channel.reset();  // what is queued still goes out, without calling back into the Channel
+  server.channel->resume_reading();
+  REQUIRE(loop.run_until([&] { return server.closed.has_value(); }, 20000));
+  CHECK(server.got.size() == kMany);
+  CHECK(contains(*server.closed, "peer closed the connection"));
+  CHECK(drained == 0);
+}
