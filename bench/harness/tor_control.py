@@ -85,12 +85,13 @@ class TorControl:
                 self.events.append(line[4:])
         return self.events.pop(0)
 
-    def time_circuit_build(self, timeout=30.0):
-        """Seconds from asking for a new 3-hop circuit to Tor reporting it BUILT."""
+    def time_circuit_build(self, path="", timeout=30.0):
+        """Seconds from asking for a new circuit (through `path`, comma-separated $fingerprints, or
+        one Tor chooses) to Tor reporting it BUILT."""
         self.command("SETEVENTS CIRC")
         try:
             t0 = time.perf_counter()
-            reply = self.command("EXTENDCIRCUIT 0")
+            reply = self.command(f"EXTENDCIRCUIT 0 {path}".rstrip())
             circ_id = reply[-1].split()[-1]
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

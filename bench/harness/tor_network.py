@@ -48,7 +48,6 @@ AvoidDiskWrites 1
 __OwningControllerProcess {owner}
 AssumeReachable 1
 PathsNeededToBuildCircuits 0.67
-TestingDirAuthVoteExit *
 TestingDirAuthVoteGuard *
 TestingDirAuthVoteHSDir *
 TestingMinExitFlagThreshold 0
@@ -71,6 +70,9 @@ DirPort 127.0.0.1:{dirport}
 AuthDirFastGuarantee 1
 TestingMinFastFlagThreshold 0
 AuthDirMaxServersPerAddr 0
+# Only the real exit gets the Exit flag (its policy, loopback only, would not earn it): with every
+# relay flagged, the client builds dozens of circuits to "exits" that refuse everything.
+TestingDirAuthVoteExit {exit_fingerprint}
 ExitRelay 0
 ExitPolicy reject *:*
 """ + AUTHORITY_TIMING
@@ -94,6 +96,9 @@ SocksPort 127.0.0.1:{socksport}
 ControlPort 127.0.0.1:{controlport}
 CookieAuthentication 1
 UseMicrodescriptors 0
+# No circuits for predicted ports (80, 443): no exit here serves them, and chasing them makes the
+# client launch circuit after circuit. Circuits are built when a request needs one.
+__DisablePredictedCircuits 1
 DownloadExtraInfo 0
 ClientOnly 1
 """
@@ -121,6 +126,7 @@ class TorNetwork:
         self.control_port = None
         self.client_dir = None
         self.ready_s = None
+        self.fingerprints = {}  # nickname -> relay identity fingerprint
 
     def _node_dir(self, nick):
         d = os.path.join(self.root, nick)
@@ -142,15 +148,17 @@ class TorNetwork:
         if not m:
             raise BenchError("tor-gencert wrote a certificate without a fingerprint line")
         v3ident = m.group(1)
-        # The relay identity: --list-fingerprint makes the keys and prints them; the placeholder
-        # authority only satisfies TestingTorNetwork's check that one is configured.
+        return v3ident
+
+    def _relay_fingerprint(self, d, nick):
+        """Makes the relay's identity keys with --list-fingerprint and returns its fingerprint; the
+        placeholder authority only satisfies TestingTorNetwork's check that one is configured."""
         _run(["tor", "--ignore-missing-torrc", "-f", os.path.join(d, "none"), "--list-fingerprint",
-              "--DataDirectory", d, "--ORPort", "1", "--Nickname", "auth", "--TestingTorNetwork", "1",
+              "--DataDirectory", d, "--ORPort", "1", "--Nickname", nick, "--TestingTorNetwork", "1",
               "--DirAuthority", "placeholder 127.0.0.1:1 " + "F" * 40, "--Log", "err stderr"],
              "tor --list-fingerprint")
         with open(os.path.join(d, "fingerprint")) as f:
-            fingerprint = f.read().split()[1]
-        return v3ident, fingerprint
+            return f.read().split()[1]
 
     def _write_torrc(self, d, text):
         path = os.path.join(d, "torrc")
@@ -171,20 +179,24 @@ class TorNetwork:
         owner = os.getpid()
         auth_dir = self._node_dir("auth")
         auth_or, auth_dirport = free_port(), free_port()
-        v3ident, fingerprint = self._authority_keys(auth_dir, auth_dirport)
+        v3ident = self._authority_keys(auth_dir, auth_dirport)
+        self.fingerprints["auth"] = self._relay_fingerprint(auth_dir, "auth")
         dir_authority = (f"DirAuthority auth orport={auth_or} no-v2 v3ident={v3ident} "
-                         f"127.0.0.1:{auth_dirport} {fingerprint}")
+                         f"127.0.0.1:{auth_dirport} {self.fingerprints['auth']}")
+        relay_dirs = {}
+        for i in range(self.n_relays):
+            nick = "exit" if i == 0 else f"relay{i}"
+            relay_dirs[nick] = self._node_dir(nick)
+            self.fingerprints[nick] = self._relay_fingerprint(relay_dirs[nick], nick)
 
         nodes = []
         common = dict(owner=owner, dir_authority=dir_authority)
         nodes.append(("auth", auth_dir, COMMON.format(dir=auth_dir, nick="auth", **common)
                       + RELAY.format(dir=auth_dir, orport=auth_or)
-                      + AUTHORITY.format(dirport=auth_dirport)))
-        for i in range(self.n_relays):
-            nick = f"exit{i}" if i == 0 else f"relay{i}"
-            d = self._node_dir(nick)
+                      + AUTHORITY.format(dirport=auth_dirport, exit_fingerprint=self.fingerprints["exit"])))
+        for nick, d in relay_dirs.items():
             nodes.append((nick, d, COMMON.format(dir=d, nick=nick, **common)
-                          + RELAY.format(dir=d, orport=free_port()) + (EXIT if i == 0 else NON_EXIT)))
+                          + RELAY.format(dir=d, orport=free_port()) + (EXIT if nick == "exit" else NON_EXIT)))
         self.client_dir = self._node_dir("client")
         self.socks_port, self.control_port = free_port(), free_port()
         nodes.append(("client", self.client_dir, COMMON.format(dir=self.client_dir, nick="client", **common)
@@ -199,27 +211,19 @@ class TorNetwork:
         client = children[-1]
         wait_port(self.control_port, 30, children, "the Tor client's ControlPort")
         ctl = TorControl(self.control_port, os.path.join(self.client_dir, "control_auth_cookie"))
-        try:
-            last = [-1]
+        last = [-1]
 
-            def bootstrapped():
-                p = ctl.bootstrap_progress()
-                if p != last[0]:
-                    self.log(f"tor: client bootstrapped {p}% after {time.monotonic() - t0:.1f} s")
-                    last[0] = p
-                return p >= 100
+        def progress_at_least(target):
+            p = ctl.bootstrap_progress()
+            if p != last[0]:
+                self.log(f"tor: client bootstrapped {p}% after {time.monotonic() - t0:.1f} s")
+                last[0] = p
+            return p >= target
 
-            try:
-                wait_until("the Tor client to bootstrap", bootstrapped, timeout, children, interval=0.25)
-            except BenchError as e:
-                raise BenchError(f"{e}; end of the client's log:\n"
-                                 f"{tail(os.path.join(self.client_dir, 'notice.log'))}") from e
-        finally:
-            ctl.close()
-        left = max(10.0, timeout - (time.monotonic() - t0))
         errors = []
 
         def request_gets_through():
+            progress_at_least(100)
             try:
                 probe(self.socks_port)
                 return True
@@ -227,20 +231,53 @@ class TorNetwork:
                 errors.append(str(e))
                 return False
 
+        def left():
+            return max(10.0, timeout - (time.monotonic() - t0))
+
         try:
-            wait_until("a first request through Tor", request_gets_through, left, [client], interval=1.0)
+            # 75% is "enough directory info to build circuits". The client builds no circuit until
+            # asked (predicted circuits are off), so the last steps to 100% follow the first request.
+            wait_until("the Tor client to load enough directory information", lambda: progress_at_least(75),
+                       timeout, children, interval=0.25)
+            wait_until("a first request through Tor", request_gets_through, left(), [client], interval=0.5)
+            wait_until("the Tor client to report 100%", lambda: progress_at_least(100), left(), [client],
+                       interval=0.25)
         except BenchError as e:
-            raise BenchError(f"{e}; last error: {errors[-1] if errors else '-'}") from e
+            raise BenchError(f"{e}; last request error: {errors[-1] if errors else '-'}; end of the client's log:\n"
+                             f"{tail(os.path.join(self.client_dir, 'notice.log'))}") from e
+        finally:
+            ctl.close()
         self.ready_s = time.monotonic() - t0
         self.log(f"tor: network carries requests after {self.ready_s:.1f} s "
                  f"(authority + {self.n_relays} relays + client, SocksPort 127.0.0.1:{self.socks_port})")
 
     def circuit_build_times(self, n):
+        """n three-hop circuits ending at the exit, guard and middle rotating over the other relays
+        (the authority is one of them), each timed from EXTENDCIRCUIT to BUILT."""
+        others = [nick for nick in self.fingerprints if nick != "exit"]
+        pairs = [(g, m) for g in others for m in others if g != m]
         ctl = TorControl(self.control_port, os.path.join(self.client_dir, "control_auth_cookie"))
         try:
-            return [ctl.time_circuit_build() for _ in range(n)]
+            times = []
+            for i in range(n):
+                guard, middle = pairs[i % len(pairs)]
+                path = ",".join("$" + self.fingerprints[nick] for nick in (guard, middle, "exit"))
+                times.append(self._build_with_retries(ctl, path))
+            return times
         finally:
             ctl.close()
+
+    @staticmethod
+    def _build_with_retries(ctl, path, attempts=10):
+        # In a network minutes old, relays still republish descriptors (reachability, first
+        # bandwidth figures); for a moment the client may lack one and refuse the path.
+        for attempt in range(attempts):
+            try:
+                return ctl.time_circuit_build(path)
+            except BenchError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1.0)
 
     def pids(self):
         return self.procs.pids()
