@@ -77,7 +77,7 @@ def ensure_packages(peers):
 
 def rss_now(peer):
     """Resident memory of the peer right now: its proxy process and all its processes together."""
-    snap = procs.snapshot(peer.pids())
+    snap = procs.snapshot(peer.pids(), peer.label)
     proxy = snap.get(peer.proxy_pid())
     return {"proxy_mib": proxy["rss_kib"] / 1024 if proxy else None,
             "total_mib": sum(p["rss_kib"] for p in snap.values()) / 1024 if snap else None,
@@ -129,7 +129,7 @@ def measure_peer(peer, server, cfg, scratch):
             result["runs"].append(run)
         # Peak RSS of each process (VmHWM) while carrying bulk and small requests, before the
         # open-streams test below grows it.
-        final = procs.snapshot(peer.pids())
+        final = procs.snapshot(peer.pids(), peer.label)
         result["processes"] = sorted(final.values(), key=lambda s: s["name"])
         if cfg["open_streams"]:
             result["open_streams"] = held = measure.open_streams(

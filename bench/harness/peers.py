@@ -33,6 +33,9 @@ class Direct:
     def proxy_pid(self):
         return None
 
+    def label(self, pid):
+        return None
+
     def circuit_build_s(self, n):
         return []
 
@@ -69,6 +72,9 @@ class Microsocks:
 
     def proxy_pid(self):
         return self.procs.children[0].pid if self.procs.children else None
+
+    def label(self, pid):
+        return self.procs.label(pid)
 
     def circuit_build_s(self, n):
         return []
@@ -109,6 +115,9 @@ class Tor:
 
     def proxy_pid(self):
         return self.net.client_pid()
+
+    def label(self, pid):
+        return self.net.procs.label(pid)
 
     def circuit_build_s(self, n):
         return self.net.circuit_build_times(n)
@@ -170,6 +179,9 @@ class Thor:
 
     def pids(self):
         return self.procs.pids()
+
+    def label(self, pid):
+        return self.procs.label(pid)
 
     def proxy_pid(self):
         """The `thor proxy` child of `thor up`."""

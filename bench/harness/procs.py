@@ -100,6 +100,19 @@ class ProcessSet:
         roots = [c.pid for c in self.children if c.alive()]
         return descendants_and_self(roots)
 
+    def label(self, pid):
+        """The name we started a process under, or for what a child forked, its command and first
+        argument ("thor relay")."""
+        for c in self.children:
+            if c.pid == pid:
+                return c.name
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            return None
+        return " ".join([os.path.basename(argv[0])] + argv[1:2]) if argv else None
+
     def stop(self, grace=5.0):
         for c in self.children:
             if c.alive():
@@ -195,12 +208,14 @@ def proc_stats(pid):
     return {"pid": pid, "name": name, "hwm_kib": hwm, "rss_kib": rss, "cpu_s": cpu}
 
 
-def snapshot(pids):
-    """Stats of each pid still alive, keyed by pid."""
+def snapshot(pids, label=None):
+    """Stats of each pid still alive, keyed by pid; label(pid) names them when given."""
     out = {}
     for pid in pids:
         s = proc_stats(pid)
         if s is not None:
+            if label is not None:
+                s["name"] = label(pid) or s["name"]
             out[pid] = s
     return out
 
