@@ -43,19 +43,43 @@ class HandClient {
     return id;
   }
   // Sends a relay cell whose plaintext the caller shaped (any command byte, any stream id).
-  void send_relay_raw(CircId id, CellPayload plain) {
+  void send_relay_raw(CircId id, CellPayload plain, std::size_t hop = 0) {
     Cell c;
     c.circ_id = id;
     c.command = CellCommand::relay;
     c.payload = plain;
-    circuits_[id].encrypt_forward(c.payload, 0);
+    circuits_[id].encrypt_forward(c.payload, hop);
     ch_->send(c);
   }
-  void send_relay(CircId id, RelayCommand cmd, StreamId stream, ByteView body = {}) {
+  void send_relay(CircId id, RelayCommand cmd, StreamId stream, ByteView body = {}, std::size_t hop = 0) {
     CellPayload p{};
     RelayMessage m{cmd, stream, Bytes(body.begin(), body.end())};
     REQUIRE(encode_relay_payload(m, p));
-    send_relay_raw(id, p);
+    send_relay_raw(id, p, hop);
+  }
+  // The next relay message on circuit id, with the hop that sent it.
+  std::optional<std::pair<std::size_t, RelayMessage>> receive_relay(CircId id) {
+    auto c = wait_for(id);
+    if (!c || c->command != CellCommand::relay) return std::nullopt;
+    auto hop = circuits_[id].decrypt_backward(c->payload);
+    if (!hop) return std::nullopt;
+    auto m = decode_relay_payload(c->payload);
+    if (!m) return std::nullopt;
+    return std::make_pair(*hop, *m);
+  }
+  // Extends circuit id by one hop through its current last hop.
+  void extend(CircId id, const circuit::HopTarget& next) {
+    auto ntor = crypto::NtorClient::start(next.identity, next.onion_key, crypto::system_rng());
+    ExtendBody e{next.address, next.identity, CreateBody{kHandshakeNtorV1, ntor.onion_skin()}};
+    send_relay(id, RelayCommand::extend, 0, encode_extend(e), circuits_[id].hops() - 1);
+    auto reply = receive_relay(id);
+    REQUIRE(reply);
+    REQUIRE(reply->second.command == RelayCommand::extended);
+    auto body = parse_extended(reply->second.body);
+    REQUIRE(body);
+    auto keys = ntor.finish(body->created.handshake);
+    REQUIRE(keys);
+    circuits_[id].add_hop(*keys);
   }
   // The next cell for circuit id (waiting up to 5 s).
   std::optional<Cell> wait_for(CircId id) {
@@ -207,4 +231,26 @@ TEST_CASE("random cells on a link never take the relay down") {
   open_stream(client, circ->ref, {"127.0.0.1", echo.port()}, s);
   REQUIRE(run_until(L.get(), [&] { return s->received.size() >= 20'000; }));
   CHECK(s->received == s->outgoing);
+}
+
+TEST_CASE("TRUNCATE frees the rest of the circuit and keeps the hop that received it") {
+  TestLoop L;
+  LocalRelays relays(L.get(), 3);
+  HandClient hc(L.get(), relays.hop(0));
+  REQUIRE(run_until(L.get(), [&] { return hc.channel().established(); }));
+  CircId id = hc.create();
+  hc.extend(id, relays.hop(1));
+  hc.extend(id, relays.hop(2));
+  CHECK(relays.circuits() == 3);
+
+  hc.send_relay(id, RelayCommand::truncate, 0, {}, 0);
+  auto reply = hc.receive_relay(id);
+  REQUIRE(reply);
+  CHECK(reply->first == 0);
+  CHECK(reply->second.command == RelayCommand::truncated);
+  auto body = parse_truncated(reply->second.body);
+  REQUIRE(body);
+  CHECK(body->reason == DestroyReason::requested);
+  CHECK(run_until(L.get(), [&] { return relays[1].stats().circuits == 0 && relays[2].stats().circuits == 0; }));
+  CHECK(relays[0].stats().circuits == 1);
 }
