@@ -365,3 +365,10 @@ TEST_CASE("idle links are closed, idle circuits destroyed") {
   CHECK(relays.circuits() == 0);
   CHECK(run_until(L.get(), [&] { return relays[0].stats().links == 0 && relays[1].stats().links == 0; }, 5));
 }
+
+TEST_CASE("the onion key rotates by itself every period") {
+  TestLoop L;
+  LocalRelays relays(L.get(), 1, [](int, RelayConfig& c) { c.onion_key_rotation_ms = 100; });
+  auto first = relays[0].descriptor().onion_key;
+  CHECK(run_until(L.get(), [&] { return !(relays[0].descriptor().onion_key == first); }, 5));
+}
