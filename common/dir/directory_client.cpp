@@ -131,6 +131,7 @@ struct RelayRegistration::Impl {
   int failures_in_a_row = 0;
   std::function<void()> joined_cb;
   std::string where;
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);  // expires with this object
 
   void connect_now() {
     finished_conns.clear();
@@ -199,7 +200,10 @@ struct RelayRegistration::Impl {
       heartbeat_timer.start(interval_ms, interval_ms, [this] { beat(); });
       LOG_NOTICE("joined directory " << where << " as " << w->fingerprint << " (heartbeat every " << interval_ms
                                      << " ms)");
-      if (joined_cb) joined_cb();  // may stop() us; nothing after this touches the connection
+      // The callback may stop() or even destroy the registration: check before touching anything.
+      std::weak_ptr<bool> still_here = alive;
+      if (joined_cb) joined_cb();
+      if (still_here.expired()) return false;
       return phase == Phase::joined;
     }
     if (phase == Phase::joined && type == "heartbeat_ack") {

@@ -15,7 +15,8 @@
 namespace thor::dir {
 
 // Fetches the consensus from the directory at `directory` (HOST:PORT of its relay/client port),
-// verifies it with the pinned key, and calls done once. Destroying the returned handle cancels.
+// verifies it with the pinned key, and calls done once. Destroying the returned handle cancels;
+// done may destroy it.
 std::shared_ptr<void> fetch_consensus(uv_loop_t* loop, const HostPort& directory,
                                       const crypto::Ed25519Public& directory_key,
                                       std::function<void(Result<Consensus>)> done);
@@ -37,7 +38,7 @@ class RelayRegistration {
   void start();
   void stop();
   bool joined() const;
-  // Called every time a join is accepted (also after a rejoin).
+  // Called every time a join is accepted (also after a rejoin). It may stop() or destroy the registration.
   void on_joined(std::function<void()> cb);
 
  private:

@@ -423,3 +423,46 @@ TEST_CASE("directory in-process: a port in use is a clear error") {
   CHECK(st3.error().find("address already in use") != std::string::npos);
   first.stop();
 }
+
+TEST_CASE("directory clients: a closed port is a clear error; callbacks may destroy their owners") {
+  Loop L;
+  crypto::DeterministicRng rng(104);
+  auto dir_key = crypto::IdentityKey::generate(rng);
+  std::uint16_t free_port = 0;
+  {
+    uv::TcpListener probe(L.get());
+    REQUIRE(probe.listen(HostPort{"127.0.0.1", 0}, [](std::unique_ptr<uv::TcpConnection>) {}));
+    free_port = probe.bound_port();
+  }
+  run_for(L.get(), 10);
+  std::string err;
+  CHECK(!fetch(L.get(), free_port, dir_key.public_key(), &err));
+  CHECK(err.find("cannot reach directory 127.0.0.1:" + std::to_string(free_port)) != std::string::npos);
+
+  directory::DirectoryServer server(L.get(), config_for(dir_key));
+  REQUIRE(server.start());
+  // The fetch handle dropped inside its own callback.
+  std::shared_ptr<void> handle;
+  bool done = false;
+  handle = fetch_consensus(L.get(), HostPort{"127.0.0.1", server.listen_port()}, dir_key.public_key(),
+                           [&](Result<Consensus> r) {
+                             done = r.ok();
+                             handle.reset();
+                           });
+  REQUIRE(run_until(L.get(), [&] { return done; }, 3000));
+  CHECK(!handle);
+
+  // A registration destroyed inside its on_joined callback.
+  auto stand_in = std::make_unique<StandIn>(L.get(), 500, 7300, server.listen_port(), dir_key.public_key());
+  bool joined = false;
+  stand_in->reg->on_joined([&] {
+    joined = true;
+    stand_in.reset();
+  });
+  REQUIRE(run_until(L.get(), [&] { return joined; }, 3000));
+  CHECK(!stand_in);
+  // Its connection went with it: the directory sees the relay leave.
+  CHECK(run_until(L.get(), [&] { return server.members().running_count() == 0 && server.members().counters().joins == 1; },
+                  3000));
+  server.stop();
+}
