@@ -164,6 +164,10 @@ Runner add_relay_command(CLI::App& app) {
       } else {
         LOG_NOTICE("advertising " << server.advertised_address().to_string() << "; directory "
                                   << f->directory);
+        const bool wildcard = listen->host == "0.0.0.0" || listen->host == "::";
+        if (f->advertise.empty() && wildcard && is_private_address(server.advertised_address().host))
+          LOG_WARN("no public address found on this machine's interfaces; pass --advertise PUBLIC_IP:PORT "
+                   "if this relay should be reachable from the internet");
         rc = run_until_signal(&loop, [&server] { server.stop(); });
       }
     }
