@@ -1,4 +1,4 @@
-// thor up [--relays N] [--socks 127.0.0.1:9050] [--dir DIR] [--restart]
+// thor up [--relays N] [--socks 127.0.0.1:9050] [--dir DIR] [--restart] [--exit-policy RULES]
 // A whole Thor network on loopback in one command.
 #include <signal.h>
 #include <unistd.h>
@@ -33,6 +33,7 @@ struct UpFlags {
   bool restart = false;
   std::string log_level = "info";
   double timeout = 30;
+  std::string exit_policy = LocalNetworkOptions{}.exit_policy;
 };
 }  // namespace
 
@@ -45,6 +46,10 @@ Runner add_up_command(CLI::App& app) {
   sub->add_flag("--restart", f->restart, "Restart a child that dies");
   sub->add_option("--log-level", f->log_level, "Log level of the children")->capture_default_str();
   sub->add_option("--timeout", f->timeout, "Seconds to wait for the network to carry a first request")
+      ->capture_default_str();
+  sub->add_option("--exit-policy", f->exit_policy,
+                  "Every relay's exit policy; it must accept 127.0.0.1, where the readiness check goes "
+                  "(default: loopback allowed, other private ranges refused)")
       ->capture_default_str();
   sub->set_config("--config", "", "Read options from a TOML/INI file");
 
@@ -69,6 +74,7 @@ Runner add_up_command(CLI::App& app) {
     o.log_level = f->log_level;
     o.thor_exe = self_exe();
     o.ready_timeout_s = f->timeout;
+    o.exit_policy = f->exit_policy;
     LocalNetwork net(o);
     if (auto st = net.start(); !st) {
       std::cerr << "thor up: " << st.error() << "\n";

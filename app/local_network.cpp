@@ -301,8 +301,7 @@ Status LocalNetwork::start() {
     children_.push_back({name,
                          {exe, "relay", "--key", dir_ + "/keys/" + name + ".key", "--directory", directory_.to_string(),
                           "--directory-key", dir_pub, "--listen", listen.to_string(), "--nickname", "thor" + name,
-                          // A test network's exits reach loopback servers; other private ranges stay refused.
-                          "--exit-policy", "accept 127.0.0.0/8:*, accept [::1]:*, reject private:*, accept *:*", level},
+                          "--exit-policy", opt_.exit_policy, level},
                          dir_ + "/logs/" + name + ".log"});
   }
   if (auto st = wait_for_port(directory_, 5, children_[0]); !st) return st;

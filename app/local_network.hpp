@@ -23,6 +23,9 @@ struct LocalNetworkOptions {
   std::string thor_exe;        // the `thor` binary the children run
   double ready_timeout_s = 30;
   int heartbeat_interval_s = 1;
+  // Every relay's exit policy. The default lets a test network's exits reach loopback servers while
+  // other private ranges stay refused; tests with servers on other addresses replace it.
+  std::string exit_policy = "accept 127.0.0.0/8:*, accept [::1]:*, reject private:*, accept *:*";
 };
 
 class LocalNetwork {
