@@ -9,6 +9,9 @@
 namespace thor::proxy {
 
 namespace {
+// Fetches at retry_min while a consensus has too few relays, before backing off.
+constexpr int kQuickRetries = 10;
+
 std::int64_t wall_seconds() {
   using namespace std::chrono;
   return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
@@ -107,7 +110,9 @@ void ConsensusKeeper::on_result(Result<dir::Consensus> r) {
 
   std::optional<std::string> problem = problem_ ? problem_(*consensus) : std::nullopt;
   if (problem) {
-    const std::uint64_t delay = next_backoff();
+    // Relays are probably still joining (a network that just started): ask again soon, and back
+    // off only if it stays that way.
+    const std::uint64_t delay = ++insufficient_in_a_row_ <= kQuickRetries ? options_.retry_min_ms : next_backoff();
     if (*problem != last_error_) {
       LOG_WARN("the consensus is not enough to build circuits yet: " << *problem << " (fetching again)");
       last_error_ = *problem;
@@ -115,6 +120,7 @@ void ConsensusKeeper::on_result(Result<dir::Consensus> r) {
     schedule(delay);
   } else {
     backoff_ms_ = 0;
+    insufficient_in_a_row_ = 0;
     // Refetch when it stops being fresh; if that already passed (a short-lived consensus or clock
     // skew), in a quarter of what is left of its validity, between 5 and 60 seconds.
     std::int64_t secs = consensus->fresh_until - wall_seconds();

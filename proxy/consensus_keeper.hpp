@@ -65,6 +65,7 @@ class ConsensusKeeper {
   bool started_once_ = false;
   std::string last_error_;
   int failures_in_a_row_ = 0;
+  int insufficient_in_a_row_ = 0;
   std::uint64_t fetches_ok_ = 0, fetches_failed_ = 0;
   std::shared_ptr<bool> alive_;
 };

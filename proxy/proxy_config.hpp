@@ -57,7 +57,7 @@ struct ProxyConfig {
 
   // Consensus fetching: retried after min, doubling up to max, while there is none or it has too
   // few relays for a path.
-  std::uint64_t consensus_retry_min_ms = 1'000;
+  std::uint64_t consensus_retry_min_ms = 500;
   std::uint64_t consensus_retry_max_ms = 30'000;
 };
 

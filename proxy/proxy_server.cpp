@@ -27,14 +27,14 @@ struct ProxyServer::Impl {
   Impl(uv_loop_t* loop, Config cfg)
       : loop(loop),
         config(std::move(cfg)),
-        client(loop, client_options(config)),
-        pool(loop, client, config, crypto::system_rng()),
+        client(std::make_unique<circuit::CircuitClient>(loop, client_options(config))),
+        pool(loop, *client, config, crypto::system_rng()),
         keeper(loop, ConsensusKeeper::Options{config.directory, config.directory_key, config.consensus_retry_min_ms,
                                               config.consensus_retry_max_ms}),
         reaper(loop) {
     ctx.loop = loop;
     ctx.config = &config;
-    ctx.client = &client;
+    ctx.client = client.get();
     ctx.pool = &pool;
     ctx.counters = &counters;
     ctx.finished = [this](std::uint64_t id) { retire(id); };
@@ -50,7 +50,9 @@ struct ProxyServer::Impl {
   uv_loop_t* loop;
   Config config;
   ProxyCounters counters;
-  circuit::CircuitClient client;
+  // Destroyed by stop(), after the pool: that closes the links, whose idle timers would otherwise
+  // keep the loop alive.
+  std::unique_ptr<circuit::CircuitClient> client;
   CircuitPool pool;
   ConsensusKeeper keeper;
   SessionContext ctx;
@@ -120,6 +122,7 @@ ProxyServer::~ProxyServer() { stop(); }
 
 Status ProxyServer::start() {
   Impl& m = *impl_;
+  if (!m.client) return Error{"the proxy was stopped; make a new one"};
   if (auto st = m.listen(m.socks_listener, m.config.socks, ClientSession::Protocol::socks); !st) return st;
   if (m.config.http_connect) {
     if (auto st = m.listen(m.http_listener, *m.config.http_connect, ClientSession::Protocol::http_connect); !st) {
@@ -153,6 +156,7 @@ void ProxyServer::stop() {
   m.reaper.stop();
   m.keeper.stop();
   m.pool.stop();
+  m.client.reset();
 }
 
 std::uint16_t ProxyServer::socks_port() const {

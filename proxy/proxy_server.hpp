@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/circuit/circuit_client.hpp"
 #include "common/result.hpp"
 #include "proxy/circuit_pool.hpp"
 #include "proxy/client_session.hpp"
@@ -50,7 +51,8 @@ class ProxyServer {
   // Binds the SOCKS (and HTTP CONNECT) port and starts fetching the consensus. Errors name the
   // address: "127.0.0.1:9050: cannot listen: address already in use (EADDRINUSE)".
   Status start();
-  // Closes the listeners, every client connection and circuit; the loop can then end.
+  // Closes the listeners, every client connection, circuit and link; the loop can then end.
+  // Final: a stopped proxy does not start again.
   void stop();
 
   // Ports actually bound (useful with port 0); 0 before start() or when not configured.
