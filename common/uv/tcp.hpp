@@ -88,7 +88,6 @@ class TcpConnection {
   bool close_when_drained_ = false;
   bool connecting_ = false;
   std::shared_ptr<bool> alive_;  // lets callbacks in flight see that the object is gone
-  std::vector<std::uint8_t> read_buf_;
 };
 
 class TcpListener {
