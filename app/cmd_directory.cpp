@@ -29,36 +29,6 @@ struct DirectoryOptions {
 
 std::uint64_t to_ms(double seconds) { return static_cast<std::uint64_t>(std::llround(seconds * 1000.0)); }
 
-// CLI11 2.1 reads --config only for the top-level app, so the subcommand applies the file itself:
-// each key is a long flag name (optionally under a [directory] table); the command line wins.
-Status apply_config_file(CLI::App* sub) {
-  CLI::Option* cfg = sub->get_config_ptr();
-  if (!cfg || cfg->count() == 0) return {};
-  const std::string path = cfg->as<std::string>();
-  if (path.empty()) return {};
-  std::vector<CLI::ConfigItem> items;
-  try {
-    items = CLI::ConfigTOML().from_file(path);
-  } catch (const std::exception& e) {
-    return Error{"--config: cannot read " + path + ": " + e.what()};
-  }
-  for (const auto& item : items) {
-    if (item.name == "++" || item.name == "--") continue;  // table markers
-    if (!(item.parents.empty() || (item.parents.size() == 1 && item.parents[0] == "directory")))
-      return Error{path + ": unknown key '" + item.fullname() + "'"};
-    if (item.name == "config") return Error{path + ": a config file cannot name another config file"};
-    CLI::Option* opt = sub->get_option_no_throw("--" + item.name);
-    if (!opt) return Error{path + ": unknown key '" + item.fullname() + "' (keys are the long flags, e.g. listen)"};
-    if (opt->count() > 0) continue;
-    try {
-      opt->add_result(item.inputs);
-      opt->run_callback();
-    } catch (const std::exception& e) {
-      return Error{path + ": " + item.name + ": " + e.what()};
-    }
-  }
-  return {};
-}
 }  // namespace
 
 Runner add_directory_command(CLI::App& app) {
@@ -95,7 +65,7 @@ Runner add_directory_command(CLI::App& app) {
       "Relays and proxies pin directory.pub. See docs/directory.md.");
 
   return [o, sub]() -> int {
-    if (auto st = apply_config_file(sub); !st) {
+    if (auto st = apply_config_file(sub, "directory"); !st) {
       std::cerr << "thor directory: " << st.error() << "\n";
       return 2;
     }

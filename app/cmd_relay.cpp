@@ -48,36 +48,6 @@ int fail(const std::string& line) {
   return 1;
 }
 
-// CLI11 2.1 reads a --config file only for the top-level app, so the relay applies its own: every
-// key names a long flag (optionally under a [relay] table); the command line wins over the file.
-Status apply_config_file(CLI::App* sub) {
-  CLI::Option* cfg = sub->get_config_ptr();
-  if (!cfg || cfg->count() == 0) return {};
-  const std::string path = cfg->as<std::string>();
-  if (path.empty()) return {};
-  std::vector<CLI::ConfigItem> items;
-  try {
-    items = CLI::ConfigTOML().from_file(path);
-  } catch (const std::exception& e) {
-    return Error{"--config: cannot read " + path + ": " + e.what()};
-  }
-  for (const auto& item : items) {
-    if (item.name == "++" || item.name == "--") continue;  // table markers
-    if (!(item.parents.empty() || (item.parents.size() == 1 && item.parents[0] == "relay")))
-      return Error{path + ": unknown key '" + item.fullname() + "'"};
-    if (item.name == "config") return Error{path + ": a config file cannot name another config file"};
-    CLI::Option* opt = sub->get_option_no_throw("--" + item.name);
-    if (!opt) return Error{path + ": unknown key '" + item.fullname() + "' (keys are the long flags, e.g. listen)"};
-    if (opt->count() > 0) continue;
-    try {
-      opt->add_result(item.inputs);
-      opt->run_callback();
-    } catch (const std::exception& e) {
-      return Error{path + ": " + item.name + ": " + e.what()};
-    }
-  }
-  return {};
-}
 }  // namespace
 
 Runner add_relay_command(CLI::App& app) {
@@ -114,7 +84,7 @@ Runner add_relay_command(CLI::App& app) {
       "See docs/relay-operator.md.");
 
   return [f, sub]() -> int {
-    if (auto st = apply_config_file(sub); !st) return fail(st.error());
+    if (auto st = apply_config_file(sub, "relay"); !st) return fail(st.error());
     if (!apply_log_level(f->log_level, "relay")) return 2;
     if (f->key_file.empty()) return fail("--key KEYFILE is required (the relay's identity, from 'thor keygen')");
     if (f->directory.empty()) return fail("--directory HOST:PORT is required");

@@ -5,6 +5,9 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
+
+#include "common/result.hpp"
 
 namespace thor::app {
 
@@ -19,6 +22,10 @@ Runner add_up_command(CLI::App& app);
 
 // Flags every daemon takes: --config FILE (TOML/INI keys named like the long flags) and --log-level.
 void add_common_daemon_flags(CLI::App& sub, std::string& log_level);
+// CLI11 2.1 reads a --config file only for the top-level app, so each daemon applies its own after
+// parsing: every key names a long flag (optionally under a [table] named after the subcommand); the
+// command line wins over the file. Errors name the file and the key.
+Status apply_config_file(CLI::App* sub, const std::string& table);
 // Applies --log-level; false (after printing one line) when the level is unknown.
 bool apply_log_level(const std::string& log_level, const char* component);
 

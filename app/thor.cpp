@@ -16,6 +16,35 @@ void add_common_daemon_flags(CLI::App& sub, std::string& log_level) {
   sub.add_option("--log-level", log_level, "debug, info, notice, warn or error")->capture_default_str();
 }
 
+Status apply_config_file(CLI::App* sub, const std::string& table) {
+  CLI::Option* cfg = sub->get_config_ptr();
+  if (!cfg || cfg->count() == 0) return {};
+  const std::string path = cfg->as<std::string>();
+  if (path.empty()) return {};
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_file(path);
+  } catch (const std::exception& e) {
+    return Error{"--config: cannot read " + path + ": " + e.what()};
+  }
+  for (const auto& item : items) {
+    if (item.name == "++" || item.name == "--") continue;  // table markers
+    if (!(item.parents.empty() || (item.parents.size() == 1 && item.parents[0] == table)))
+      return Error{path + ": unknown key '" + item.fullname() + "'"};
+    if (item.name == "config") return Error{path + ": a config file cannot name another config file"};
+    CLI::Option* opt = sub->get_option_no_throw("--" + item.name);
+    if (!opt) return Error{path + ": unknown key '" + item.fullname() + "' (keys are the long flags, e.g. listen)"};
+    if (opt->count() > 0) continue;
+    try {
+      opt->add_result(item.inputs);
+      opt->run_callback();
+    } catch (const std::exception& e) {
+      return Error{path + ": " + item.name + ": " + e.what()};
+    }
+  }
+  return {};
+}
+
 bool apply_log_level(const std::string& text, const char* component) {
   log::set_component(component);
   log::Level level;
