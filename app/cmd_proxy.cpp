@@ -53,8 +53,9 @@ Result<HostPort> numeric_listen(const std::string& flag, const std::string& text
 Runner add_proxy_command(CLI::App& app) {
   auto f = std::make_shared<ProxyFlags>();
   auto* sub = app.add_subcommand("proxy", "Run the SOCKS5 proxy that carries applications' connections over Thor");
-  sub->add_option("--directory", f->directory, "The directory's client port, HOST:PORT")->required();
-  sub->add_option("--directory-key", f->directory_key_file, "The directory's public key file (pinned)")->required();
+  // Required, on the command line or in the --config file (checked after the file is read).
+  sub->add_option("--directory", f->directory, "The directory's client port, HOST:PORT; required");
+  sub->add_option("--directory-key", f->directory_key_file, "The directory's public key file (pinned); required");
   sub->add_option("--socks", f->socks, "Where applications connect (SOCKS4a/5), IP:PORT")->capture_default_str();
   sub->add_option("--http-connect", f->http_connect,
                   "Also accept HTTP CONNECT proxy requests here, IP:PORT (for programs without SOCKS)");
@@ -96,8 +97,12 @@ Runner add_proxy_command(CLI::App& app) {
       "  curl --socks5-hostname 127.0.0.1:9050 https://example.com/\n"
       "See docs/user-guide.md.");
 
-  return [f]() -> int {
+  return [f, sub]() -> int {
+    if (auto st = apply_config_file(sub, "proxy"); !st) return fail(st.error());
     if (!apply_log_level(f->log_level, "proxy")) return 2;
+    if (f->directory.empty()) return fail("--directory HOST:PORT is required (the directory's client port)");
+    if (f->directory_key_file.empty())
+      return fail("--directory-key PUBFILE is required (the directory's public key)");
     proxy::ProxyConfig cfg;
     auto dir = parse_host_port(f->directory);
     if (!dir) return fail("--directory: " + dir.error());

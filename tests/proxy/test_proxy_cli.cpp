@@ -90,6 +90,38 @@ TEST_CASE("thor proxy: a bad flag, an unreadable key or a busy port give one cle
   CHECK(r.out.find("address already in use") != std::string::npos);
   CHECK(r.out.find("[") == std::string::npos);  // no log lines before the error: just the one line
 
+  r = run_thor(loop, {"proxy", "--directory-key", keys.pub});
+  CHECK(r.exit_code != 0);
+  CHECK(lines(r.out) == 1);
+  CHECK(r.out.find("--directory") != std::string::npos);
+
+  // The same options from a --config file (keys named like the long flags); unknown keys refused.
+  const std::uint16_t config_port = free_port(loop);
+  const std::string config = temp_path("proxy.toml");
+  {
+    std::ofstream f(config);
+    f << "[proxy]\ndirectory = \"127.0.0.1:1\"\ndirectory-key = \"" << keys.pub << "\"\nsocks = \"127.0.0.1:"
+      << config_port << "\"\nno-distinct-subnets = true\n";
+  }
+  const std::string config_log = temp_path("config.log");
+  {
+    BackgroundChild p(loop, {thor_exe(), "proxy", "--config", config}, config_log);
+    REQUIRE(p.started());
+    loop.run_until([&] { return slurp(config_log).find("SOCKS proxy on") != std::string::npos; }, 5000);
+    p.terminate();
+    CHECK(p.exit_code() == 0);
+  }
+  CHECK(slurp(config_log).find("SOCKS proxy on 127.0.0.1:" + std::to_string(config_port)) != std::string::npos);
+  {
+    std::ofstream f(config, std::ios::app);
+    f << "bogus = 1\n";
+  }
+  r = run_thor(loop, {"proxy", "--config", config});
+  CHECK(r.exit_code != 0);
+  CHECK(r.out.find("bogus") != std::string::npos);
+  std::remove(config.c_str());
+  std::remove(config_log.c_str());
+
   // Binding a non-loopback address is allowed, with a warning (then SIGTERM stops it cleanly).
   const std::uint16_t port = free_port(loop);
   const std::string log = temp_path("warn.log");
