@@ -8,7 +8,8 @@ to resolve the API's host name, as socks5h:// does), then speaks HTTP(S) over it
     python3 examples/chatgpt_client.py "Explain onion routing in one sentence."
     python3 examples/chatgpt_client.py --base-url http://127.0.0.1:8000/v1 --model test "hi"
 
-Options: --proxy socks5h://127.0.0.1:9050 (default), --base-url (default https://api.openai.com/v1),
+Options: --proxy socks5h://127.0.0.1:9050 (default; socks5h://USER:PASS@HOST:PORT picks a circuit of its
+own), --base-url (default https://api.openai.com/v1),
 --model (default gpt-4o-mini), --api-key-file, --timeout.
 """
 import argparse
@@ -28,9 +29,13 @@ SOCKS_ERRORS = {
 }
 
 
-def socks5_connect(proxy_host, proxy_port, host, port, timeout, username=None, password=None):
+def socks5_connect(proxy_host, proxy_port, username, password, host, port, timeout):
     """Returns a socket connected to host:port through a SOCKS5 proxy; the proxy resolves the name."""
-    s = socket.create_connection((proxy_host, proxy_port), timeout=timeout)
+    try:
+        s = socket.create_connection((proxy_host, proxy_port), timeout=timeout)
+    except OSError as e:
+        raise ConnectionError(f"cannot reach the Thor proxy at {proxy_host}:{proxy_port} ({e.strerror or e}); "
+                              "is `thor proxy` or `thor up` running?") from None
     try:
         methods = b"\x02" if username else b"\x00"
         s.sendall(b"\x05\x01" + methods)
@@ -89,7 +94,10 @@ def chat(prompt, base_url, model, api_key, proxy, timeout):
     proxy_url = urllib.parse.urlsplit(proxy)
     if proxy_url.scheme not in ("socks5h", "socks5"):
         raise SystemExit("--proxy must be socks5h://HOST:PORT")
-    proxy_addr = (proxy_url.hostname, proxy_url.port or 9050)
+    # Credentials in the proxy URL choose the circuit: Thor isolates streams by SOCKS username/password.
+    unquote = urllib.parse.unquote
+    proxy_addr = (proxy_url.hostname, proxy_url.port or 9050,
+                  proxy_url.username and unquote(proxy_url.username), proxy_url.password and unquote(proxy_url.password))
     port = url.port or (443 if url.scheme == "https" else 80)
     cls = ThorHTTPSConnection if url.scheme == "https" else ThorHTTPConnection
     conn = cls(url.hostname, port, proxy_addr, timeout)
@@ -100,8 +108,10 @@ def chat(prompt, base_url, model, api_key, proxy, timeout):
     data = resp.read()
     if resp.status != 200:
         raise SystemExit(f"API error {resp.status}: {data[:500].decode(errors='replace')}")
-    reply = json.loads(data)
-    return reply["choices"][0]["message"]["content"]
+    try:
+        return json.loads(data)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise SystemExit(f"the API's answer is not a chat completion: {data[:500].decode(errors='replace')}")
 
 
 def main():
@@ -122,7 +132,7 @@ def main():
         raise SystemExit("no API key: set OPENAI_API_KEY or pass --api-key-file")
     try:
         print(chat(args.prompt, args.base_url, args.model, api_key, args.proxy, args.timeout))
-    except (ConnectionError, OSError) as e:
+    except (OSError, http.client.HTTPException) as e:
         raise SystemExit(f"chatgpt_client: {e}")
 
 

@@ -5,8 +5,9 @@ set -euo pipefail
 
 build_pkgs=(g++ meson ninja-build pkg-config libuv1-dev libsodium-dev nlohmann-json3-dev doctest-dev
             libcli11-dev libhttp-parser-dev)
-# Real clients the end-to-end tests drive through Thor.
-test_pkgs=(curl python3)
+# Real clients the end-to-end tests drive through Thor (tests/e2e/), and iproute2 for the tests'
+# network namespaces.
+test_pkgs=(curl python3 python3-requests python3-socks torsocks proxychains4 chromium iproute2)
 demo_pkgs=(curl python3)
 # The peers bench/run.py measures Thor against, and its file server.
 bench_pkgs=(tor microsocks nginx-light curl python3)
