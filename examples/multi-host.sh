@@ -212,8 +212,8 @@ for h in "${relay_hosts[@]}"; do
   i=$((i + 1))
   a=$(address_of "$h")
   echo "Relay $i on $h ($a:$relay_port)"
-  put "$pub" "$h" directory.pub
   on "$h" "[ -f relay.key ] || $thor_remote keygen relay.key >/dev/null 2>keygen.err || { cat keygen.err; false; }"
+  put "$pub" "$h" directory.pub
   start "$h" relay relay --key relay.key --directory "$dir_addr:$dir_port" --directory-key directory.pub \
     --listen "0.0.0.0:$relay_port" --advertise "$a:$relay_port" --nickname "${name//[^A-Za-z0-9]/}relay$i" \
     --exit-policy "$exit_policy"
