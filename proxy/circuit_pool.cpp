@@ -122,6 +122,22 @@ bool CircuitPool::exit_possible(const CircuitNeed& need) const {
   return false;
 }
 
+bool CircuitPool::can_serve(const CircuitNeed& need) {
+  if (!consensus_) return true;
+  const std::uint64_t t = now();
+  for (const auto& [ref, c] : circs_)
+    if (!dirty(c, t) && fits(c, need)) return true;
+  PathOptions options;
+  options.allow_same_subnet = config_.allow_same_subnet;
+  options.exclude = need.avoid_exits;
+  if (need.target) {
+    const std::string where = need.target->to_string();
+    for (const auto& [fp, target] : refusals_)
+      if (target == where) options.exclude.push_back(fp);
+  }
+  return select_path(*consensus_, need.target, options, rng_).ok();
+}
+
 bool CircuitPool::refused(const std::string& exit_fingerprint, const HostPort& target) const {
   return !refusals_.empty() && refusals_.count({exit_fingerprint, target.to_string()}) != 0;
 }

@@ -84,6 +84,10 @@ class CircuitPool {
   // Whether some running relay could be the exit for need (true while there is no consensus or
   // while it has too few relays for any path: more may be joining).
   bool exit_possible(const CircuitNeed& need) const;
+  // Whether the pool can give need a circuit: one it has (open or building) fits, or a path can be
+  // chosen (PathOptions::exclude removes a relay from every position, so in a small network
+  // avoiding an exit can leave no path at all).
+  bool can_serve(const CircuitNeed& need);
   // Waits for a circuit; ready runs from the loop (never inside wait()), after which the waiter is
   // gone. Builds what is needed.
   WaiterId wait(CircuitNeed need, ReadyCallback ready);

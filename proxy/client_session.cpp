@@ -327,7 +327,7 @@ bool ClientSession::retry_elsewhere(EndReason reason) {
   avoid.push_back(exit->fingerprint);
   CircuitNeed n = need();
   n.avoid_exits = avoid;
-  if (!ctx_.pool->exit_possible(n)) return false;
+  if (!ctx_.pool->exit_possible(n) || !ctx_.pool->can_serve(n)) return false;
   --exit_retries_left_;
   avoid_exits_ = std::move(avoid);
   ++ctx_.counters->exit_retries;

@@ -1,6 +1,7 @@
 #include "proxy/relay_health.hpp"
 
-#include <set>
+#include <algorithm>
+#include <utility>
 
 namespace thor::proxy {
 
@@ -33,14 +34,19 @@ std::map<std::string, int> RelayHealth::suspects(std::uint64_t now_ms) const {
 }
 
 std::vector<std::vector<std::string>> RelayHealth::exclusion_tiers(std::uint64_t now_ms) const {
-  const auto current = suspects(now_ms);
-  std::set<int> thresholds;
-  for (const auto& [fp, n] : current) thresholds.insert(n);
+  // Most suspect first: more failures, then the most recent failure, then by fingerprint.
+  std::vector<std::pair<std::string, Entry>> ranked;
+  for (const auto& [fp, e] : entries_)
+    if (now_ms - e.last_failure_ms < exclusion_ms_) ranked.emplace_back(fp, e);
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    if (a.second.failures != b.second.failures) return a.second.failures > b.second.failures;
+    if (a.second.last_failure_ms != b.second.last_failure_ms) return a.second.last_failure_ms > b.second.last_failure_ms;
+    return a.first < b.first;
+  });
   std::vector<std::vector<std::string>> tiers;
-  for (int t : thresholds) {  // ascending: the lowest threshold excludes the most relays
+  for (std::size_t k = ranked.size(); k > 0; --k) {
     std::vector<std::string> tier;
-    for (const auto& [fp, n] : current)
-      if (n >= t) tier.push_back(fp);
+    for (std::size_t i = 0; i < k; ++i) tier.push_back(ranked[i].first);
     tiers.push_back(std::move(tier));
   }
   tiers.emplace_back();

@@ -5,9 +5,9 @@
 // except when the link to the first relay failed, which blames that relay alone. A build that
 // succeeds clears its relays. Counts expire after the exclusion period.
 //
-// Path selection asks for tiers of exclusions, strictest first: every suspect relay, then only the
-// more suspect ones, ..., then none, so a small network never runs out of paths because of a few
-// transient failures.
+// Path selection asks for tiers of exclusions, strictest first: every suspect relay, then all but
+// the least suspect, ..., then only the most suspect, then none, so a small network never runs out
+// of paths because of a few transient failures, and still avoids the worst relay when it can.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +27,8 @@ class RelayHealth {
 
   // Relays with an unexpired failure count, and their counts.
   std::map<std::string, int> suspects(std::uint64_t now_ms) const;
-  // Exclusion sets, strictest first; the last one is always empty.
+  // Exclusion sets, strictest first (each the previous minus its least suspect relay); the last
+  // one is always empty.
   std::vector<std::vector<std::string>> exclusion_tiers(std::uint64_t now_ms) const;
 
  private:

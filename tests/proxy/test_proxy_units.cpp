@@ -15,12 +15,15 @@ TEST_CASE("relay health: a failed build excludes its relays, a success clears th
   h.build_failed({"A", "B", "C"}, false, 100);
   CHECK(h.suspects(100) == std::map<std::string, int>{{"A", 1}, {"B", 1}, {"C", 1}});
   h.build_failed({"A", "D", "E"}, false, 200);
-  // Strictest first: everyone who failed, then only A (two failures), then nobody.
+  // Strictest first: everyone who failed, then one fewer each time, the least suspect first
+  // dropped (fewest failures, then the oldest failure): A (2), D, E (1, at 200), B, C (1, at 100).
   auto tiers = h.exclusion_tiers(200);
-  REQUIRE(tiers.size() == 3);
-  CHECK(tiers[0] == std::vector<std::string>{"A", "B", "C", "D", "E"});
-  CHECK(tiers[1] == std::vector<std::string>{"A"});
-  CHECK(tiers[2].empty());
+  REQUIRE(tiers.size() == 6);
+  CHECK(tiers[0] == std::vector<std::string>{"A", "D", "E", "B", "C"});
+  CHECK(tiers[1] == std::vector<std::string>{"A", "D", "E", "B"});
+  CHECK(tiers[3] == std::vector<std::string>{"A", "D"});
+  CHECK(tiers[4] == std::vector<std::string>{"A"});
+  CHECK(tiers[5].empty());
   // A circuit through B and C was built: they are fine after all.
   h.build_succeeded({"B", "C", "X"});
   CHECK(h.suspects(300) == std::map<std::string, int>{{"A", 2}, {"D", 1}, {"E", 1}});
