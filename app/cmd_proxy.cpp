@@ -1,6 +1,7 @@
 // thor proxy --directory HOST:PORT --directory-key PUBFILE [--socks 127.0.0.1:9050]
 //            [--http-connect HOST:PORT] [--no-distinct-subnets] [--config FILE] [--log-level L]
 // Runs the user's SOCKS proxy (proxy/ProxyServer) until SIGINT/SIGTERM; this file only maps flags.
+#include <sys/resource.h>
 #include <uv.h>
 
 #include <cmath>
@@ -35,6 +36,16 @@ struct ProxyFlags {
 };
 
 std::uint64_t to_ms(double seconds) { return static_cast<std::uint64_t>(std::llround(seconds * 1000.0)); }
+
+// Each application connection holds a descriptor: allow as many as the system lets this process have.
+void raise_descriptor_limit(std::size_t wanted) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < wanted + 64)
+    LOG_NOTICE("this process may open " << rl.rlim_cur << " files; --max-clients is " << wanted);
+}
 
 int fail(const std::string& line) {
   std::cerr << "thor proxy: " << line << "\n";
@@ -129,6 +140,7 @@ Runner add_proxy_command(CLI::App& app) {
     cfg.exit_retries = f->exit_retries;
     cfg.circuit_retries = f->circuit_retries;
 
+    raise_descriptor_limit(cfg.max_clients);
     uv_loop_t loop;
     uv_loop_init(&loop);
     int rc = 0;
