@@ -42,7 +42,7 @@ Runner add_up_command(CLI::App& app) {
   auto* sub = app.add_subcommand("up", "Start a whole local Thor network (directory, relays, proxy) on loopback");
   sub->add_option("--relays", f->relays, "How many relays (at least 3)")->capture_default_str();
   sub->add_option("--socks", f->socks, "Where the proxy listens for SOCKS5")->capture_default_str();
-  sub->add_option("--dir", f->dir, "Folder for keys and logs (kept); default: a new temporary folder");
+  sub->add_option("--dir", f->dir, "Folder for keys and logs, kept; default: a new temporary folder, removed at exit (kept after a failure)");
   sub->add_flag("--restart", f->restart, "Restart a child that dies");
   sub->add_option("--log-level", f->log_level, "Log level of the children")->capture_default_str();
   sub->add_option("--timeout", f->timeout, "Seconds to wait for the network to carry a first request")
@@ -79,6 +79,7 @@ Runner add_up_command(CLI::App& app) {
     if (auto st = net.start(); !st) {
       std::cerr << "thor up: " << st.error() << "\n";
       net.stop_all();
+      net.keep_folder();
       return 1;
     }
     std::cout << "Thor network ready in " << std::fixed << std::setprecision(2) << net.ready_seconds() << " s: 1 directory, "

@@ -160,7 +160,14 @@ Result<std::string> http_get_via_socks5(const HostPort& socks, const HostPort& t
 
 LocalNetwork::LocalNetwork(LocalNetworkOptions options) : opt_(std::move(options)) {}
 
-LocalNetwork::~LocalNetwork() { stop_all(); }
+LocalNetwork::~LocalNetwork() {
+  stop_all();
+  // A folder we made ourselves goes away with the network; --dir keeps keys and logs.
+  if (temporary_dir_ && !dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
 
 std::string LocalNetwork::status_url() const { return "http://" + http_.to_string() + "/status"; }
 
@@ -248,6 +255,7 @@ Status LocalNetwork::start() {
     std::string tmpl = (fs::temp_directory_path() / "thor-up-XXXXXX").string();
     if (!::mkdtemp(tmpl.data())) return Error{"cannot create a temporary folder: " + std::string(std::strerror(errno))};
     dir_ = tmpl;
+    temporary_dir_ = true;
   } else {
     dir_ = fs::absolute(opt_.dir).string();
     std::error_code ec;

@@ -17,7 +17,7 @@ namespace thor::app {
 struct LocalNetworkOptions {
   int relays = 5;
   HostPort socks{"127.0.0.1", 9050};
-  std::string dir;             // empty: a fresh temporary folder
+  std::string dir;             // empty: a fresh temporary folder, removed at exit
   bool restart = false;        // restart children that die
   std::string log_level = "info";
   std::string thor_exe;        // the `thor` binary the children run
@@ -37,6 +37,8 @@ class LocalNetwork {
   // Watches the children until stop_requested() becomes true (a signal), then stops them all.
   void supervise(const volatile bool& stop_requested);
   void stop_all();
+  // Keeps a temporary folder after all (after a failure, so its logs can be read).
+  void keep_folder() { temporary_dir_ = false; }
 
   const std::string& dir() const { return dir_; }
   std::string status_url() const;
@@ -56,6 +58,7 @@ class LocalNetwork {
 
   LocalNetworkOptions opt_;
   std::string dir_;
+  bool temporary_dir_ = false;  // made by us: removed when the network stops
   HostPort directory_{"127.0.0.1", 0};
   HostPort http_{"127.0.0.1", 0};
   std::vector<Child> children_;
