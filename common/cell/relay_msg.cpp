@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 
@@ -260,23 +261,28 @@ const char* to_string(EndReason r) {
 
 // ---- relay payload ---------------------------------------------------------------------------
 
-Status encode_relay_payload(const RelayMessage& msg, CellPayload& out) {
-  if (!known_relay_command(static_cast<std::uint8_t>(msg.command)))
-    return Error{"relay payload: relay command " + std::to_string(static_cast<unsigned>(msg.command)) + " unknown"};
-  if (auto s = check_message(msg.command, msg.stream_id, msg.body.size()); !s) return s;
-  out.fill(0);
+Status encode_relay_payload(RelayCommand command, StreamId stream, ByteView body, CellPayload& out) {
+  if (!known_relay_command(static_cast<std::uint8_t>(command)))
+    return Error{"relay payload: relay command " + std::to_string(static_cast<unsigned>(command)) + " unknown"};
+  if (auto s = check_message(command, stream, body.size()); !s) return s;
   SpanWriter w{MutableByteView(out)};
-  w.u16(0).zeros(kRelayTagSize).u8(static_cast<std::uint8_t>(msg.command)).u16(msg.stream_id);
-  w.u16(static_cast<std::uint16_t>(msg.body.size())).bytes(ByteView(msg.body));
+  w.u16(0).zeros(kRelayTagSize).u8(static_cast<std::uint8_t>(command)).u16(stream);
+  w.u16(static_cast<std::uint16_t>(body.size())).bytes(body);
   assert(w.ok());
+  // Only the padding after the body needs zeroing: a full DATA cell has none.
+  std::fill(out.begin() + static_cast<std::ptrdiff_t>(kRelayHeaderSize + body.size()), out.end(), std::uint8_t{0});
   return {};
 }
 
-Result<RelayMessage> decode_relay_payload(const CellPayload& payload) {
+Status encode_relay_payload(const RelayMessage& msg, CellPayload& out) {
+  return encode_relay_payload(msg.command, msg.stream_id, ByteView(msg.body), out);
+}
+
+Result<RelayMessageView> decode_relay_view(const CellPayload& payload) {
   Reader r{ByteView(payload)};
   std::uint16_t recognized = 0, length = 0;
   std::uint8_t command = 0;
-  RelayMessage msg;
+  RelayMessageView msg;
   bool read = r.u16(recognized) && r.skip(kRelayTagSize) && r.u8(command) && r.u16(msg.stream_id) && r.u16(length);
   assert(read);  // a payload always holds 509 bytes
   (void)read;
@@ -288,18 +294,25 @@ Result<RelayMessage> decode_relay_payload(const CellPayload& payload) {
   if (length > kRelayMaxData)
     return Error{"relay payload: length " + std::to_string(length) + " exceeds " + std::to_string(kRelayMaxData)};
   if (auto s = check_message(msg.command, msg.stream_id, length); !s) return Error{s.error()};
-  ByteView body;
-  read = r.take(length, body);
+  read = r.take(length, msg.body);
   assert(read);
-  msg.body.assign(body.begin(), body.end());
-  std::size_t offset = r.consumed();
-  std::uint8_t b = 0;
-  while (r.u8(b)) {
-    if (b != 0)
-      return Error{"relay payload: byte " + std::to_string(b) + " at payload offset " + std::to_string(offset) +
-                   " after the " + to_string(msg.command) + " body (padding must be zero)"};
-    ++offset;
-  }
+  const std::size_t end = r.consumed();
+  auto bad = std::find_if(payload.begin() + static_cast<std::ptrdiff_t>(end), payload.end(),
+                          [](std::uint8_t b) { return b != 0; });
+  if (bad != payload.end())
+    return Error{"relay payload: byte " + std::to_string(*bad) + " at payload offset " +
+                 std::to_string(bad - payload.begin()) + " after the " + to_string(msg.command) +
+                 " body (padding must be zero)"};
+  return msg;
+}
+
+Result<RelayMessage> decode_relay_payload(const CellPayload& payload) {
+  auto view = decode_relay_view(payload);
+  if (!view) return Error{view.error()};
+  RelayMessage msg;
+  msg.command = view->command;
+  msg.stream_id = view->stream_id;
+  msg.body.assign(view->body.begin(), view->body.end());
   return msg;
 }
 

@@ -74,15 +74,27 @@ struct RelayMessage {
   bool operator==(const RelayMessage&) const = default;
 };
 
+// A decoded relay message whose body points into the payload it came from: no allocation, for the
+// DATA path. Valid while that payload is.
+struct RelayMessageView {
+  RelayCommand command = RelayCommand::drop;
+  StreamId stream_id = 0;
+  ByteView body;
+};
+
 // Writes header (recognized=0, tag=0) and body into a full 509-byte relay payload; the rest is zero.
 // Returns an error when the body is longer than kRelayMaxData.
 Status encode_relay_payload(const RelayMessage& msg, CellPayload& out);
+// The same from its parts, without building a RelayMessage (no copy of the body on the way).
+Status encode_relay_payload(RelayCommand command, StreamId stream, ByteView body, CellPayload& out);
 // Reads a recognized plaintext payload (the tag is the onion layer's business and is not read).
 // Invalid when recognized != 0, the command is unknown, length > 486, the stream id breaks the
 // command's rule (stream messages need one; EXTEND, EXTENDED, TRUNCATE, TRUNCATED and DROP must use
 // 0; SENDME either), SENDME or TRUNCATE has a body, or a byte after the body is not zero.
 // encode_relay_payload refuses the same things.
 Result<RelayMessage> decode_relay_payload(const CellPayload& payload);
+// The same checks; the body stays in `payload`.
+Result<RelayMessageView> decode_relay_view(const CellPayload& payload);
 
 // ---- bodies ------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ struct CircuitClient::Circuit {
   std::shared_ptr<CircuitCallbacks> callbacks;
   std::unordered_map<StreamId, StreamRef> streams;
   bool pumping = false;
+  bool touched = false;  // in touched_
   Circuit(uv_loop_t* loop, CircuitRef r, CircId id, std::vector<HopTarget> path, crypto::Rng& rng)
       : ref(r), core(id, std::move(path), rng), build_timer(loop) {}
 };
@@ -90,6 +91,7 @@ CircuitClient::Link* CircuitClient::link_for(const HopTarget& first) {
   link::Channel::Callbacks cbs;
   cbs.on_cell = [this, link](Cell& cell) { on_link_cell(link, cell); };
   cbs.on_closed = [this, link](const std::string& reason) { on_link_closed(link, reason); };
+  cbs.on_read_done = [this] { pump_touched(); };
   link::ChannelOptions copts;
   copts.handshake_timeout_ms = options_.link_handshake_timeout_ms;
   link->channel = link::Channel::connect(loop_, first.address, first.identity, options_.identity, std::move(cbs), copts);
@@ -105,11 +107,34 @@ void CircuitClient::on_link_cell(Link* link, Cell& cell) {
   Circuit* c = find(ref);
   if (!c) return;
   c->core.handle_cell(cell);
-  pump(ref);
+  if (!c->touched) {
+    c->touched = true;
+    touched_.push_back(ref);
+  }
+}
+
+void CircuitClient::pump_touched() {
+  auto alive = alive_;
+  std::vector<CircuitRef> refs;
+  refs.swap(touched_);
+  for (CircuitRef ref : refs) {
+    Circuit* c = find(ref);
+    if (!c) continue;
+    c->touched = false;
+    pump(ref);
+    if (!*alive) return;
+  }
+  // Keep the capacity for the next read, unless a callback touched circuits meanwhile.
+  if (touched_.empty()) {
+    refs.clear();
+    touched_.swap(refs);
+  }
 }
 
 void CircuitClient::on_link_closed(Link* link, const std::string& reason) {
   auto alive = alive_;
+  pump_touched();  // what the link delivered before it closed comes first
+  if (!*alive) return;
   auto it = links_.find(link->identity);
   if (it == links_.end() || it->second.get() != link) return;
   // Out of the map first, so callbacks that build new circuits get a fresh link.

@@ -132,6 +132,7 @@ class CircuitClient {
 
   Link* link_for(const HopTarget& first);
   void on_link_cell(Link* link, Cell& cell);
+  void pump_touched();
   void on_link_closed(Link* link, const std::string& reason);
   void on_link_drained(Link* link);
   void detach_from_link(Circuit& c);
@@ -153,6 +154,9 @@ class CircuitClient {
   CircuitRef next_circuit_ = 1;
   StreamRef next_stream_ = 1;
   std::vector<Cell> scratch_;
+  // Circuits that took cells in the current read from a link: their events run once the read's
+  // cells are all in (so a stream's DATA cells of one read reach the application as one write).
+  std::vector<CircuitRef> touched_;
   std::shared_ptr<bool> alive_;
 };
 

@@ -99,7 +99,7 @@ void ClientCircuit::handle_relay(Cell& cell) {
     protocol_error("a relay cell was not recognized by any hop (corrupted or forged)");
     return;
   }
-  auto msg = decode_relay_payload(cell.payload);
+  auto msg = decode_relay_view(cell.payload);
   if (!msg) {
     protocol_error(hop_name(*hop) + " sent a malformed relay message: " + msg.error());
     return;
@@ -152,14 +152,14 @@ void ClientCircuit::handle_relay(Cell& cell) {
   }
 }
 
-void ClientCircuit::handle_stream_message(RelayMessage& msg) {
+void ClientCircuit::handle_stream_message(const RelayMessageView& msg) {
   const StreamId id = msg.stream_id;
   if (msg.command == RelayCommand::sendme) {
     handle_sendme(id);
     return;
   }
   if (msg.command == RelayCommand::data) {
-    handle_data(msg);
+    handle_data(id, msg.body);
     return;
   }
   if (id == 0) {
@@ -245,8 +245,7 @@ void ClientCircuit::handle_sendme(StreamId id) {
   drain_buffer(id, s);
 }
 
-void ClientCircuit::handle_data(RelayMessage& msg) {
-  const StreamId id = msg.stream_id;
+void ClientCircuit::handle_data(StreamId id, ByteView body) {
   if (id == 0) {
     protocol_error("DATA on stream 0");
     return;
@@ -272,11 +271,16 @@ void ClientCircuit::handle_data(RelayMessage& msg) {
     return;
   }
   --s.deliver_window;
-  CircuitEvent ev;
-  ev.type = CircuitEvent::Type::stream_data;
-  ev.stream = id;
-  ev.data = std::move(msg.body);
-  push_event(std::move(ev));
+  // DATA cells in a row for one stream become one event (one write to the application).
+  if (!events_.empty() && events_.back().type == CircuitEvent::Type::stream_data && events_.back().stream == id) {
+    events_.back().data.insert(events_.back().data.end(), body.begin(), body.end());
+  } else {
+    CircuitEvent ev;
+    ev.type = CircuitEvent::Type::stream_data;
+    ev.stream = id;
+    ev.data.assign(body.begin(), body.end());
+    push_event(std::move(ev));
+  }
   maybe_stream_sendme(id, s);
 }
 
@@ -419,11 +423,7 @@ void ClientCircuit::send_relay(RelayCommand command, StreamId stream, ByteView b
   Cell& cell = out_.emplace_back();
   cell.circ_id = id_;
   cell.command = CellCommand::relay;
-  RelayMessage msg;
-  msg.command = command;
-  msg.stream_id = stream;
-  msg.body.assign(body.begin(), body.end());
-  [[maybe_unused]] Status st = encode_relay_payload(msg, cell.payload);
+  [[maybe_unused]] Status st = encode_relay_payload(command, stream, body, cell.payload);
   assert(st.ok());  // bodies built here always fit
   crypto_.encrypt_forward(cell.payload, hop);
 }

@@ -48,7 +48,7 @@ struct CircuitEvent {
   enum class Type {
     built,             // every hop answered; streams may be opened
     stream_connected,  // `address`: the IP the exit connected to (may be empty)
-    stream_data,       // `data`
+    stream_data,       // `data`: the bytes of one or more DATA cells in a row for the stream
     stream_ended,      // the exit ended the stream: `end_reason`, `message`
     stream_resolved,   // `answers`; the stream is finished
     stream_writable,   // the stream's buffered data all went out; write more
@@ -140,9 +140,9 @@ class ClientCircuit {
   void extend_or_finish();
   void handle_created(const Cell& cell);
   void handle_relay(Cell& cell);
-  void handle_stream_message(RelayMessage& msg);
+  void handle_stream_message(const RelayMessageView& msg);
   void handle_sendme(StreamId stream);
-  void handle_data(RelayMessage& msg);
+  void handle_data(StreamId stream, ByteView body);
   void protocol_error(const std::string& message);
   void close_with(DestroyReason reason, const std::string& message);
   StreamId allocate_stream_id();

@@ -185,8 +185,13 @@ class ChannelImpl final : public Channel {
       if (cb_.on_cell) cb_.on_cell(cell);
       if (!*alive || closed_) return;
     }
+    const bool delivered = !cells.empty();
     cells.clear();
     inbox_.swap(cells);  // keeps the capacity for the next read
+    if (delivered && cb_.on_read_done) {
+      cb_.on_read_done();
+      if (!*alive || closed_) return;
+    }
     if (!cell_error.empty()) fail(cell_error);
   }
 

@@ -35,6 +35,10 @@ class Channel {
     std::function<void(Cell& cell)> on_cell;                 // a decoded cell from the peer
     std::function<void()> on_established;                    // handshake done, peer proven
     std::function<void(const std::string& reason)> on_closed;  // once, for any end but close()
+    // After the cells of one read from the socket have all been passed to on_cell (optional): the
+    // point to act once on what a batch of cells produced (one write of a stream's data instead of
+    // one per cell).
+    std::function<void()> on_read_done;
   };
 
   // Opens a link to the relay at `address` (numeric), which must prove `expected_identity`.
