@@ -12,7 +12,7 @@
 #include "common/crypto/link_session.hpp"
 #include "common/link/channel.hpp"
 #include "common/uv/tcp.hpp"
-#include "tests/link/test_loop.hpp"
+#include "tests/support/test_loop.hpp"
 
 using namespace thor;
 using link::Channel;
@@ -39,6 +39,7 @@ struct Responder {
   bool established = false;
   std::optional<std::string> closed;
   std::function<void(Cell&)> on_cell;  // extra behaviour per test
+  std::vector<std::size_t> cells_at_read_done;  // got.size() at each on_read_done
   link::ChannelOptions options;
 
   explicit Responder(uv_loop_t* loop) : listener(loop) {
@@ -50,6 +51,7 @@ struct Responder {
       };
       cb.on_established = [this] { established = true; };
       cb.on_closed = [this](const std::string& r) { closed = r; };
+      cb.on_read_done = [this] { cells_at_read_done.push_back(got.size()); };
       channel = Channel::accept(std::move(conn), key, std::move(cb), options);
     });
     REQUIRE(st.ok());
@@ -170,6 +172,24 @@ TEST_CASE("cells sent in one loop iteration go out in full records, in order") {
     cells_per_record.push_back((len - 16) / kCellSize);
   }
   CHECK(cells_per_record == std::vector<std::size_t>{127, 127, 46});
+}
+
+TEST_CASE("on_read_done follows the cells of each read, once they are all delivered") {
+  test::TestLoop loop;
+  Responder server(loop.get());
+  Initiator client(loop.get(), server.address(), server.key.public_key());
+  constexpr std::size_t kCells = 1000;
+  client.on_established = [&] {
+    for (std::size_t i = 0; i < kCells; ++i) client.channel->send(numbered_cell(static_cast<CircId>(i + 1)));
+  };
+  REQUIRE(loop.run_until([&] { return !server.cells_at_read_done.empty() && server.cells_at_read_done.back() == kCells; }));
+  // Never a call without new cells, and the cells of a read come in batches (not one call per cell).
+  std::size_t previous = 0;
+  for (std::size_t n : server.cells_at_read_done) {
+    CHECK(n > previous);
+    previous = n;
+  }
+  CHECK(server.cells_at_read_done.size() < kCells / 2);
 }
 
 TEST_CASE("a responder that proves another identity is refused") {

@@ -12,7 +12,7 @@
 #include "common/link/channel.hpp"
 #include "common/uv/tcp.hpp"
 #include "tests/link/fake_relay_chain.hpp"
-#include "tests/link/test_loop.hpp"
+#include "tests/support/test_loop.hpp"
 
 using namespace thor;
 using circuit::CircuitClient;

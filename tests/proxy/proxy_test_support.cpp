@@ -15,46 +15,6 @@
 
 namespace thor::proxy::test {
 
-// ---- loop --------------------------------------------------------------------------------------
-
-TestLoop::TestLoop() { uv_loop_init(&loop_); }
-
-TestLoop::~TestLoop() {
-  // Let closing handles and lingering connections finish, then close what is left.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (uv_loop_alive(&loop_) && std::chrono::steady_clock::now() < deadline) {
-    uv_run(&loop_, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  uv_walk(
-      &loop_,
-      [](uv_handle_t* h, void*) {
-        if (!uv_is_closing(h)) uv_close(h, nullptr);
-      },
-      nullptr);
-  uv_run(&loop_, UV_RUN_DEFAULT);
-  uv_loop_close(&loop_);
-}
-
-bool TestLoop::run_until(const std::function<bool()>& done, std::uint64_t limit_ms) {
-  uv::Timer tick(&loop_);
-  tick.start(5, 5, [] {});  // wakes the loop so that the limit is checked
-  uv_update_time(&loop_);
-  const std::uint64_t start = uv_now(&loop_);
-  while (!done()) {
-    uv_update_time(&loop_);
-    if (uv_now(&loop_) - start > limit_ms) return false;
-    uv_run(&loop_, UV_RUN_ONCE);
-  }
-  return true;
-}
-
-void TestLoop::run_for(std::uint64_t ms) {
-  uv_update_time(&loop_);
-  const std::uint64_t start = uv_now(&loop_);
-  run_until([&] { return uv_now(&loop_) - start >= ms; }, ms + 1000);
-}
-
 // ---- servers -----------------------------------------------------------------------------------
 
 FileServer::FileServer(uv_loop_t* loop, Bytes body) : loop_(loop), body_(std::move(body)), listener_(loop) {

@@ -20,24 +20,12 @@
 #include "directory/directory_server.hpp"
 #include "proxy/proxy_server.hpp"
 #include "relay/relay_server.hpp"
+#include "tests/support/test_loop.hpp"
 
 namespace thor::proxy::test {
 
-// A private loop. Declare it first so that it outlives everything using it.
-class TestLoop {
- public:
-  TestLoop();
-  ~TestLoop();
-  TestLoop(const TestLoop&) = delete;
-  TestLoop& operator=(const TestLoop&) = delete;
-  uv_loop_t* get() { return &loop_; }
-  // Runs the loop until done() holds or limit_ms pass; returns done().
-  bool run_until(const std::function<bool()>& done, std::uint64_t limit_ms = 10'000);
-  void run_for(std::uint64_t ms);
-
- private:
-  uv_loop_t loop_{};
-};
+// A private loop (tests/support/test_loop.hpp); declare it first so that it outlives its users.
+using thor::test::TestLoop;
 
 // Answers every GET with `body` (HTTP/1.0, Content-Length, then close).
 class FileServer {

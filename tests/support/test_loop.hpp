@@ -36,7 +36,7 @@ class TestLoop {
   uv_loop_t* get() { return &loop_; }
 
   // Runs the loop until done() is true or limit_ms pass; returns done().
-  bool run_until(const std::function<bool()>& done, std::uint64_t limit_ms = 5000) {
+  bool run_until(const std::function<bool()>& done, std::uint64_t limit_ms = 10000) {
     uv::Timer tick(&loop_);
     tick.start(5, 5, [] {});  // wakes the loop so that the limit is checked
     uv_update_time(&loop_);
