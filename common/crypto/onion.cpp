@@ -39,10 +39,21 @@ void compute_tag(const SymmetricKey& key, std::uint64_t seq, const CellPayload& 
 
 }  // namespace
 
+// libsodium's ChaCha20 runs 8 blocks at a time only on whole 512-byte chunks; 509 bytes take its
+// 4-block and 1-block paths and cost 2.4 times as much (578 ns against 242 ns on the development
+// machine). So the payload is run as 512 bytes through a buffer: the same keystream, the last 3 bytes
+// of it unused.
+constexpr std::size_t kLayerBlockSize = 512;
+static_assert(kCellPayloadSize <= kLayerBlockSize && kLayerBlockSize % 64 == 0);
+
 void LayerCipher::apply(CellPayload& payload) {
   std::uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
   put_u64be(nonce + 4, counter_);
-  crypto_stream_chacha20_ietf_xor_ic(payload.data(), payload.data(), payload.size(), nonce, 0, key_.bytes.data());
+  alignas(64) std::uint8_t block[kLayerBlockSize];
+  std::copy_n(payload.begin(), kCellPayloadSize, block);
+  std::fill(block + kCellPayloadSize, block + kLayerBlockSize, std::uint8_t{0});
+  crypto_stream_chacha20_ietf_xor_ic(block, block, kLayerBlockSize, nonce, 0, key_.bytes.data());
+  std::copy_n(block, kCellPayloadSize, payload.begin());
   ++counter_;
 }
 
