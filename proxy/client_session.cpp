@@ -381,17 +381,22 @@ void ClientSession::on_deadline() {
                                                              : "the exit did not answer in time");
 }
 
-void ClientSession::fail(EndReason reason, const std::string& why) {
-  if (state_ == State::closing || state_ == State::done) return;
-  ++ctx_.counters->requests_failed;
+// Gives up the pending circuit request or the open stream (END with `reason`), whichever there is.
+void ClientSession::release_circuit(EndReason reason) {
   if (waiter_ != 0) {
     ctx_.pool->cancel(waiter_);
     waiter_ = 0;
   }
   if (stream_ != 0) {
-    ctx_.client->close_stream(stream_, EndReason::misc);
+    ctx_.client->close_stream(stream_, reason);
     stream_ = 0;
   }
+}
+
+void ClientSession::fail(EndReason reason, const std::string& why) {
+  if (state_ == State::closing || state_ == State::done) return;
+  ++ctx_.counters->requests_failed;
+  release_circuit(EndReason::misc);
   Bytes reply;
   if (protocol_ == Protocol::socks) {
     const socks::Reply code = socks::reply_for_end(reason);
@@ -422,14 +427,7 @@ void ClientSession::fail(EndReason reason, const std::string& why) {
 void ClientSession::close_gracefully() {
   if (state_ == State::closing || state_ == State::done) return;
   state_ = State::closing;
-  if (waiter_ != 0) {
-    ctx_.pool->cancel(waiter_);
-    waiter_ = 0;
-  }
-  if (stream_ != 0) {
-    ctx_.client->close_stream(stream_, EndReason::done);
-    stream_ = 0;
-  }
+  release_circuit(EndReason::done);
   auto alive = alive_;
   timer_.start(ctx_.config->handshake_timeout_ms, 0, [this, alive] {
     if (*alive) finish();
@@ -441,14 +439,7 @@ void ClientSession::finish() {
   if (state_ == State::done) return;
   state_ = State::done;
   timer_.stop();
-  if (waiter_ != 0) {
-    ctx_.pool->cancel(waiter_);
-    waiter_ = 0;
-  }
-  if (stream_ != 0) {
-    ctx_.client->close_stream(stream_, EndReason::done);
-    stream_ = 0;
-  }
+  release_circuit(EndReason::done);
   tcp_->close();
   ctx_.finished(id_);
 }

@@ -93,6 +93,7 @@ class ClientSession {
   bool retry_elsewhere(EndReason reason);
   void fail(EndReason reason, const std::string& why);
   void close_gracefully();
+  void release_circuit(EndReason reason);
   void finish();
   CircuitNeed need() const;
 
