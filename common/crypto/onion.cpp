@@ -18,23 +18,25 @@ void put_u64be(std::uint8_t* out, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) out[i] = static_cast<std::uint8_t>(v >> (8 * (7 - i)));
 }
 
-// BLAKE2b-256(key, u64be(seq) | payload with the tag zeroed)[0..16]. The payload is fed around
-// the tag field so that it is neither copied nor modified.
+// Poly1305(otk, payload with the tag zeroed), otk = the first 32 bytes of ChaCha20-IETF(key,
+// nonce = 0^4 | u64be(seq)): a fresh one-time key for every cell, as in ChaCha20-Poly1305. The
+// payload is fed around the tag field so that it is neither copied nor modified.
 void compute_tag(const SymmetricKey& key, std::uint64_t seq, const CellPayload& payload,
                  std::uint8_t (&tag)[kRelayTagSize]) {
+  static_assert(crypto_onetimeauth_poly1305_BYTES == kRelayTagSize);
   static constexpr std::uint8_t kZeroTag[kRelayTagSize] = {};
-  std::uint8_t seq_be[8];
-  put_u64be(seq_be, seq);
-  crypto_generichash_state st;
-  crypto_generichash_init(&st, key.bytes.data(), key.bytes.size(), 32);
-  crypto_generichash_update(&st, seq_be, sizeof seq_be);
-  crypto_generichash_update(&st, payload.data(), kRelayTagOffset);
-  crypto_generichash_update(&st, kZeroTag, sizeof kZeroTag);
+  std::uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
+  put_u64be(nonce + 4, seq);
+  std::uint8_t otk[crypto_onetimeauth_poly1305_KEYBYTES];
+  crypto_stream_chacha20_ietf(otk, sizeof otk, nonce, key.bytes.data());
+  crypto_onetimeauth_poly1305_state st;
+  crypto_onetimeauth_poly1305_init(&st, otk);
+  crypto_onetimeauth_poly1305_update(&st, payload.data(), kRelayTagOffset);
+  crypto_onetimeauth_poly1305_update(&st, kZeroTag, sizeof kZeroTag);
   constexpr std::size_t after = kRelayTagOffset + kRelayTagSize;
-  crypto_generichash_update(&st, payload.data() + after, payload.size() - after);
-  std::uint8_t digest[32];
-  crypto_generichash_final(&st, digest, sizeof digest);
-  std::copy_n(digest, kRelayTagSize, tag);  // final() has already wiped the state
+  crypto_onetimeauth_poly1305_update(&st, payload.data() + after, payload.size() - after);
+  crypto_onetimeauth_poly1305_final(&st, tag);  // final() wipes the state
+  sodium_memzero(otk, sizeof otk);
 }
 
 }  // namespace

@@ -5,9 +5,9 @@
 // ChaCha20-IETF(key, nonce = 0x00000000 | u64be(n)) XOR payload.
 //
 // Integrity: the hop that originates a cell (the client for forward cells to hop i; hop i for
-// backward cells) writes tag = BLAKE2b-256(key=D, u64be(seq) | payload with tag zeroed)[0..16]
-// where D is that hop's digest key for the direction and seq counts the cells this hop originated
-// (or recognized) in that direction. A cell is "recognized" at a hop when, after removing the layer,
+// backward cells) writes tag = Poly1305(otk, payload with tag zeroed), with the one-time key
+// otk = ChaCha20-IETF(D, nonce = 0x00000000 | u64be(seq))[0..32], where D is that hop's digest key
+// for the direction and seq counts the cells this hop originated (or recognized) in that direction. A cell is "recognized" at a hop when, after removing the layer,
 // recognized == 0 and the tag matches (then seq advances). A cell flipped anywhere fails the tag at
 // its destination; a relay with no next hop, or a client where no hop recognizes it, tears the
 // circuit down.
