@@ -5,8 +5,8 @@
 // so a relay that is not the one named in the path cannot join the circuit.
 //
 // Streams: BEGIN / CONNECTED / DATA / END and RESOLVE / RESOLVED, all with the last hop (the exit).
-// Flow control (Tor's SENDME, counted in DATA cells): a package window per circuit (1000, +100 per
-// circuit SENDME) and per stream (500, +50), and the matching deliver windows on the receive side,
+// Flow control (Tor's SENDME, counted in DATA cells): a package window per circuit (2000, +200 per
+// circuit SENDME) and per stream (1000, +100), and the matching deliver windows on the receive side,
 // for which this side sends SENDMEs. Data the windows do not let out waits in the stream's buffer;
 // writable() tells the owner when to stop feeding it and a stream_writable event when to resume.
 // A stream whose receiving is paused withholds its SENDMEs, so the exit stops after one window.

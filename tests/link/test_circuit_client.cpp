@@ -177,7 +177,7 @@ TEST_CASE("END reasons, RESOLVE, and a slow reader that holds the exit back") {
   REQUIRE(loop.run_until([&] { return s.connected.has_value(); }));
   client.pause_reading(sref);
   test::FakeCircuit& exit = server.only_circuit();
-  const Bytes big = pattern(1000 * kRelayMaxData, 8);
+  const Bytes big = pattern(2 * kStreamWindowStart * kRelayMaxData, 8);
   StreamId sid = exit.begins().rbegin()->first;
   exit.exit_send(sid, ByteView(big));
   server.flush();
@@ -219,21 +219,22 @@ TEST_CASE("a sender is held back by the windows until the exit acknowledges") {
   StreamProbe s;
   StreamRef sref = client.open_stream(c, HostPort{"example.com", 80}, s.callbacks());
   REQUIRE(loop.run_until([&] { return s.connected.has_value(); }));
-  const Bytes big = pattern(600 * kRelayMaxData);
+  // One stream window (1000 cells) and 200 cells more, which two stream SENDMEs (+100 each) let out.
+  const Bytes big = pattern(1200 * kRelayMaxData);
   CHECK_FALSE(client.write(sref, ByteView(big)));
   CHECK_FALSE(client.can_write(sref));
   test::FakeCircuit& exit = server.only_circuit();
-  REQUIRE(loop.run_until([&] { return exit.data_cells_received() == 500; }));
+  REQUIRE(loop.run_until([&] { return exit.data_cells_received() == 1000; }));
   loop.run_for(100);
-  CHECK(exit.data_cells_received() == 500);
-  CHECK(client.buffered_bytes(sref) == 100 * kRelayMaxData);
+  CHECK(exit.data_cells_received() == 1000);
+  CHECK(client.buffered_bytes(sref) == 200 * kRelayMaxData);
   CHECK(s.writable == 0);
   StreamId sid = exit.begins().begin()->first;
   for (int i = 0; i < 2; ++i) exit.send_from_hop(2, RelayMessage{RelayCommand::sendme, sid, {}});
   server.flush();
   REQUIRE(loop.run_until([&] { return s.writable == 1; }));
   CHECK(client.can_write(sref));
-  REQUIRE(loop.run_until([&] { return exit.data_cells_received() == 600; }));
+  REQUIRE(loop.run_until([&] { return exit.data_cells_received() == 1200; }));
   CHECK(exit.received().at(sid) == big);
 }
 

@@ -194,31 +194,32 @@ TEST_CASE("package windows stop DATA until SENDMEs open them") {
   StreamId a = h.client.begin_stream(HostPort{"a.example", 80});
   StreamId b = h.client.begin_stream(HostPort{"b.example", 80});
   h.run();
-  Bytes big = pattern(600 * kRelayMaxData);
+  // Windows: circuit 2000 (+200), stream 1000 (+100).
+  Bytes big = pattern(1200 * kRelayMaxData);
   h.client.write(a, ByteView(big));
   h.run();
-  CHECK(h.fake.data_cells_received() == 500);
+  CHECK(h.fake.data_cells_received() == 1000);
   CHECK(h.client.stream_package_window(a) == 0);
   CHECK_FALSE(h.client.writable(a));
-  CHECK(h.client.buffered_bytes(a) == 100 * kRelayMaxData);
+  CHECK(h.client.buffered_bytes(a) == 200 * kRelayMaxData);
 
   h.client.write(b, ByteView(big));
   h.run();
-  CHECK(h.fake.data_cells_received() == 1000);
+  CHECK(h.fake.data_cells_received() == 2000);
   CHECK(h.client.package_window() == 0);
 
   // A stream SENDME alone does not help: the circuit window is closed.
   h.fake.send_from_hop(2, RelayMessage{RelayCommand::sendme, a, {}});
   h.run();
-  CHECK(h.fake.data_cells_received() == 1000);
+  CHECK(h.fake.data_cells_received() == 2000);
   CHECK(h.client.stream_package_window(a) == kStreamWindowIncrement);
 
-  // A circuit SENDME lets 100 more cells out; stream a has room for 50 of them, b for none.
+  // A circuit SENDME lets 200 more cells out; stream a has room for 100 of them, b for none.
   h.fake.send_from_hop(2, RelayMessage{RelayCommand::sendme, 0, {}});
   h.run();
-  CHECK(h.fake.data_cells_received() == 1050);
-  CHECK(h.client.package_window() == 50);
-  CHECK(h.client.buffered_bytes(a) == 50 * kRelayMaxData);
+  CHECK(h.fake.data_cells_received() == 2100);
+  CHECK(h.client.package_window() == 100);
+  CHECK(h.client.buffered_bytes(a) == 100 * kRelayMaxData);
   CHECK(h.count(Type::stream_writable) == 0);
 
   h.fake.send_from_hop(2, RelayMessage{RelayCommand::sendme, a, {}});
@@ -237,25 +238,26 @@ TEST_CASE("received DATA is acknowledged, and a paused stream withholds its SEND
   h.build();
   StreamId id = h.client.begin_stream(HostPort{"example.com", 80});
   h.run();
-  Bytes first = pattern(120 * kRelayMaxData, 3);
+  // Windows: circuit 2000 (+200), stream 1000 (+100).
+  Bytes first = pattern(240 * kRelayMaxData, 3);
   h.fake.exit_send(id, ByteView(first));
   h.run();
   CHECK(h.data(id) == first);
   CHECK(h.fake.circuit_sendmes_received() == 1);
   CHECK(h.fake.stream_sendmes_received() == 2);
-  CHECK(h.client.stream_deliver_window(id) == 480);
+  CHECK(h.client.stream_deliver_window(id) == 960);
 
   h.client.set_receiving(id, false);
-  h.fake.exit_send(id, ByteView(pattern(100 * kRelayMaxData, 4)));
+  h.fake.exit_send(id, ByteView(pattern(200 * kRelayMaxData, 4)));
   h.run();
   CHECK(h.fake.circuit_sendmes_received() == 2);  // the circuit is still acknowledged
   CHECK(h.fake.stream_sendmes_received() == 2);
-  CHECK(h.client.stream_deliver_window(id) == 380);
+  CHECK(h.client.stream_deliver_window(id) == 760);
 
   h.client.set_receiving(id, true);
   h.run();
   CHECK(h.fake.stream_sendmes_received() == 4);
-  CHECK(h.client.stream_deliver_window(id) == 480);
+  CHECK(h.client.stream_deliver_window(id) == 960);
 }
 
 TEST_CASE("DATA beyond the stream window destroys the circuit") {
@@ -265,9 +267,9 @@ TEST_CASE("DATA beyond the stream window destroys the circuit") {
   h.run();
   h.client.set_receiving(id, false);
   Bytes chunk = pattern(10);
-  for (int i = 0; i < 501; ++i) h.fake.send_from_hop(2, RelayMessage{RelayCommand::data, id, chunk});
+  for (int i = 0; i < kStreamWindowStart + 1; ++i) h.fake.send_from_hop(2, RelayMessage{RelayCommand::data, id, chunk});
   h.run();
-  CHECK(h.data(id).size() == 500 * chunk.size());  // DATA cells in a row may share one event
+  CHECK(h.data(id).size() == kStreamWindowStart * chunk.size());  // DATA cells in a row may share one event
   REQUIRE(h.first(Type::closed));
   CHECK(h.first(Type::closed)->destroy_reason == DestroyReason::protocol);
   CHECK(h.fake.destroy_received() == DestroyReason::protocol);

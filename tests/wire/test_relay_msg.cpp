@@ -485,11 +485,11 @@ TEST_CASE("a BEGIN travels as a RELAY cell and comes back whole") {
   CHECK(*b == begin);
 }
 
-TEST_CASE("flow control windows are Tor's") {
-  CHECK(kCircuitWindowStart == 1000);
-  CHECK(kCircuitWindowIncrement == 100);
-  CHECK(kStreamWindowStart == 500);
-  CHECK(kStreamWindowIncrement == 50);
+TEST_CASE("flow control windows are twice Tor's (docs/protocol.md 8)") {
+  CHECK(kCircuitWindowStart == 2000);
+  CHECK(kCircuitWindowIncrement == 200);
+  CHECK(kStreamWindowStart == 1000);
+  CHECK(kStreamWindowIncrement == 100);
 }
 
 TEST_CASE("names of relay commands and END reasons") {
