@@ -88,22 +88,26 @@ CellBytes encode_cell(const Cell& cell) {
   return out;
 }
 
-Decoded<Cell> decode_cell(ByteView data) {
-  if (data.size() < kCellSize) return Decoded<Cell>::incomplete();
+Status decode_cell_into(ByteView data, Cell& cell) {
+  assert(data.size() >= kCellSize);
   Reader r(data);
-  Cell cell;
   std::uint8_t command = 0;
   bool read = r.u32(cell.circ_id) && r.u8(command) && r.array(cell.payload);
   assert(read);
   (void)read;
   if (!known_command(command))
-    return Decoded<Cell>::invalid("cell: command " + std::to_string(command) + " unknown (on circuit " +
-                                  hex32(cell.circ_id) + ")");
+    return Error{"cell: command " + std::to_string(command) + " unknown (on circuit " + hex32(cell.circ_id) + ")"};
   cell.command = static_cast<CellCommand>(command);
   // Circuit id 0 names no circuit (Tor reserves it the same way); only padding may use it.
   if (cell.circ_id == 0 && cell.command != CellCommand::padding)
-    return Decoded<Cell>::invalid(std::string("cell: ") + to_string(cell.command) +
-                                  " on circuit id 0 (reserved for padding)");
+    return Error{std::string("cell: ") + to_string(cell.command) + " on circuit id 0 (reserved for padding)"};
+  return {};
+}
+
+Decoded<Cell> decode_cell(ByteView data) {
+  if (data.size() < kCellSize) return Decoded<Cell>::incomplete();
+  Cell cell;
+  if (Status st = decode_cell_into(data, cell); !st) return Decoded<Cell>::invalid(st.error());
   return Decoded<Cell>::ok(std::move(cell), kCellSize);
 }
 

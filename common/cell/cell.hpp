@@ -63,6 +63,9 @@ CellBytes encode_cell(const Cell& cell);
 // Needs kCellSize bytes (else incomplete, never invalid); invalid for an unknown command, and for
 // any command but padding on circuit id 0 (which names no circuit).
 Decoded<Cell> decode_cell(ByteView data);
+// The same checks, decoding straight into `out` (the link's receive path: no temporary Cell).
+// data must hold kCellSize bytes; on an error `out` holds garbage.
+Status decode_cell_into(ByteView data, Cell& out);
 
 // ---- control cell bodies -------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ struct LinkSession::State {
   std::size_t open_record = 0;  // offset of the open record's header in out
   std::size_t open_cells = 0;   // 0: no open record
   Bytes held;                   // cells queued before the link is established
+  Bytes discard;                // where queue_cell_slot() puts cells after a failure
   Bytes in;                     // one incomplete unit (handshake message or record) from the peer
   Bytes plain;                  // plaintext of a record decrypted straight from the caller's bytes
 
@@ -86,12 +87,22 @@ struct LinkSession::State {
   }
 
   void append_cell(ByteView cell) {
+    MutableByteView slot = cell_slot();
+    std::copy(cell.begin(), cell.end(), slot.begin());
+  }
+
+  // Room for the next cell in the open record. A full record is sealed when the next cell comes or
+  // when output is taken, so that the caller can fill the slot first.
+  MutableByteView cell_slot() {
+    if (open_cells == kLinkMaxCellsPerRecord) close_record();
     if (open_cells == 0) {
       open_record = out.size();
       out.resize(out.size() + kRecordHeaderSize);
     }
-    out.insert(out.end(), cell.begin(), cell.end());
-    if (++open_cells == kLinkMaxCellsPerRecord) close_record();
+    const std::size_t at = out.size();
+    out.resize(at + kCellSize);
+    ++open_cells;
+    return MutableByteView(out).subspan(at, kCellSize);
   }
 
   // A whole record around a small plaintext (the authentication record).
@@ -369,6 +380,21 @@ void LinkSession::queue_cell(ByteView cell) {
     return;
   }
   s.append_cell(cell);
+}
+
+MutableByteView LinkSession::queue_cell_slot() {
+  State& s = *s_;
+  if (s.phase == State::Phase::failed) {
+    // The link is closing: nothing more goes out, the bytes land in a scratch cell.
+    s.discard.resize(kCellSize);
+    return MutableByteView(s.discard);
+  }
+  if (!s.established) {
+    const std::size_t at = s.held.size();
+    s.held.resize(at + kCellSize);
+    return MutableByteView(s.held).subspan(at, kCellSize);
+  }
+  return s.cell_slot();
 }
 
 void LinkSession::take_output(Bytes& out) {

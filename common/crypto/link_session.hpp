@@ -49,6 +49,9 @@ class LinkSession {
   // Queues a cell (kCellSize bytes) for sending; cells queued before the handshake completes are
   // held until it does.
   void queue_cell(ByteView cell);
+  // queue_cell without the copy: room for one cell (kCellSize bytes) at the end of what is queued,
+  // which the caller fills completely before making any other call on this session.
+  MutableByteView queue_cell_slot();
   // Moves everything ready to send (handshake messages, sealed records of queued cells) to out.
   void take_output(Bytes& out);
   bool has_output() const;

@@ -83,8 +83,7 @@ class ChannelImpl final : public Channel {
 
   void send(const Cell& cell) override {
     if (closed_) return;
-    CellBytes bytes = encode_cell(cell);
-    session_.queue_cell(ByteView(bytes));
+    encode_cell(cell, session_.queue_cell_slot());
     ++pending_cells_;
     if (drain_cb_ && queued_bytes() > drain_low_water_) drain_armed_ = true;
     // One record holds at most 127 cells: a full record goes out now, smaller batches at the end
@@ -156,12 +155,11 @@ class ChannelImpl final : public Channel {
     inbox_.clear();
     Status st = session_.receive(data, [&](ByteView bytes) {
       if (!cell_error.empty()) return;
-      auto d = decode_cell(bytes);
-      if (!d.is_ok()) {
-        cell_error = "link: peer sent an invalid cell: " + (d.is_invalid() ? d.error : std::string("truncated"));
-        return;
+      Cell& cell = inbox_.emplace_back();
+      if (Status d = decode_cell_into(bytes, cell); !d) {
+        inbox_.pop_back();
+        cell_error = "link: peer sent an invalid cell: " + d.error();
       }
-      inbox_.push_back(std::move(*d.value));
     });
     if (!st) {
       fail(st.error());  // LinkSession says what failed ("link: ...")

@@ -250,6 +250,38 @@ TEST_CASE("link: queued cells are sealed up to 127 per record") {
   CHECK_FALSE(h.initiator.has_output());
 }
 
+TEST_CASE("link: queue_cell_slot gives the same records as queue_cell, before and after the handshake") {
+  // Two identical pairs (same seeds): one queues by copy, the other fills slots.
+  auto queue = [](LinkSession& s, std::uint32_t i, bool slot) {
+    Bytes c = make_cell(i);
+    if (!slot) {
+      s.queue_cell(c);
+      return;
+    }
+    MutableByteView room = s.queue_cell_slot();
+    REQUIRE(room.size() == kCellSize);
+    std::copy(c.begin(), c.end(), room.begin());
+  };
+  Bytes wire[2];
+  for (int slot = 0; slot < 2; ++slot) {
+    DeterministicRng irng(71), rrng(72);
+    Keys keys = make_keys();
+    LinkSession initiator = LinkSession::initiator(keys.responder.public_key(), nullptr, irng);
+    LinkSession responder = LinkSession::responder(keys.responder, rrng);
+    Inbox at_initiator, at_responder;
+    for (std::uint32_t i = 0; i < 5; ++i) queue(initiator, i, slot == 1);  // held until established
+    Bytes hello = take(initiator);
+    REQUIRE(feed(responder, hello, at_responder, SIZE_MAX).ok());
+    REQUIRE(feed(initiator, take(responder), at_initiator, SIZE_MAX).ok());
+    for (std::uint32_t i = 5; i < 300; ++i) queue(initiator, i, slot == 1);  // 127 + 127 + 46
+    wire[slot] = take(initiator);
+    REQUIRE(feed(responder, wire[slot], at_responder, SIZE_MAX).ok());
+    REQUIRE(at_responder.cells.size() == 300);
+    for (std::uint32_t i = 0; i < 300; ++i) CHECK(at_responder.cells[i] == make_cell(i));
+  }
+  CHECK(wire[0] == wire[1]);
+}
+
 TEST_CASE("link: byte-at-a-time and arbitrary fragments, several records per delivery") {
   for (std::size_t chunk : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{37}, std::size_t{513},
                             std::size_t{1000}, std::size_t{70000}}) {
