@@ -13,6 +13,7 @@ namespace {
 static_assert(crypto_stream_chacha20_ietf_KEYBYTES == SymmetricKey::size);
 static_assert(crypto_stream_chacha20_ietf_NONCEBYTES == 12);
 static_assert(kRelayRecognizedOffset + 2 == kRelayTagOffset);
+static_assert(kRelayTagSize == crypto_verify_16_BYTES);
 
 void put_u64be(std::uint8_t* out, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) out[i] = static_cast<std::uint8_t>(v >> (8 * (7 - i)));
@@ -74,7 +75,9 @@ bool IntegrityTagger::check_and_advance(const CellPayload& payload) {
   if (payload[kRelayRecognizedOffset] != 0 || payload[kRelayRecognizedOffset + 1] != 0) return false;
   std::uint8_t tag[kRelayTagSize];
   compute_tag(key_, seq_, payload, tag);
-  if (sodium_memcmp(tag, payload.data() + kRelayTagOffset, kRelayTagSize) != 0) return false;
+  // Constant time; crypto_verify_16 is a few word operations where sodium_memcmp loops over volatile
+  // bytes (2.5% of the proxy in a bulk download).
+  if (crypto_verify_16(tag, payload.data() + kRelayTagOffset) != 0) return false;
   ++seq_;
   return true;
 }
