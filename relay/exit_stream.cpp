@@ -62,7 +62,7 @@ ExitStream* RelayServer::Impl::new_stream(Circuit* c, StreamId id, ExitStream::S
   return s;
 }
 
-void RelayServer::Impl::handle_begin(Circuit* c, const RelayMessage& msg) {
+void RelayServer::Impl::handle_begin(Circuit* c, const RelayMessageView& msg) {
   if (!admit_stream(c, msg.stream_id)) return;
   auto body = parse_begin(msg.body);
   if (!body) {
@@ -236,7 +236,7 @@ void RelayServer::Impl::update_stream_reading(ExitStream* s) {
   }
 }
 
-void RelayServer::Impl::handle_data(Circuit* c, const RelayMessage& msg) {
+void RelayServer::Impl::handle_data(Circuit* c, const RelayMessageView& msg) {
   if (msg.stream_id == 0) {
     protocol_error(c, "DATA with stream id 0");
     return;
@@ -261,10 +261,7 @@ void RelayServer::Impl::handle_data(Circuit* c, const RelayMessage& msg) {
     return;
   }
   if (s->state == ExitStream::State::open) {
-    if (s->tcp && !s->tcp->closed()) {
-      counters.exit_bytes_written += msg.body.size();
-      s->tcp->write(ByteView(msg.body));
-    }
+    write_to_server(s, msg.body);
   } else {
     s->early_data.insert(s->early_data.end(), msg.body.begin(), msg.body.end());
   }
@@ -278,19 +275,45 @@ void RelayServer::Impl::maybe_send_stream_sendme(ExitStream* s) {
   // then runs out, and the on_drain callback sends the SENDME later.
   if (s->dead || s->state != ExitStream::State::open) return;
   while (!s->dead && s->deliver_window <= kStreamWindowStart - kStreamWindowIncrement) {
-    if (s->tcp && s->tcp->queued_bytes() > config.limits.stream_queue_high) return;
+    if (s->tcp && s->tcp->queued_bytes() + s->outbox.size() > config.limits.stream_queue_high) return;
     s->deliver_window += kStreamWindowIncrement;
     send_backward(s->circuit, RelayCommand::sendme, s->id, {});
   }
 }
 
-void RelayServer::Impl::handle_end(Circuit* c, const RelayMessage& msg) {
+void RelayServer::Impl::handle_end(Circuit* c, const RelayMessageView& msg) {
   auto it = c->streams.find(msg.stream_id);
   if (it == c->streams.end()) return;
   ExitStream* s = it->second;
   LOG_DEBUG("circuit " << c->serial << " stream " << s->id << ": END from the client");
+  flush_outbox(s);  // what came before END goes out first
   if (s->state == ExitStream::State::open && s->tcp && !s->tcp->closed()) linger(std::move(s->tcp));
   kill_stream(s);
+}
+
+void RelayServer::Impl::write_to_server(ExitStream* s, ByteView data) {
+  if (!s->tcp || s->tcp->closed() || data.empty()) return;
+  counters.exit_bytes_written += data.size();
+  if (s->outbox.empty()) outbox_streams.push_back(s);
+  s->outbox.insert(s->outbox.end(), data.begin(), data.end());
+}
+
+void RelayServer::Impl::flush_outbox(ExitStream* s) {
+  if (s->outbox.empty()) return;
+  if (s->tcp && !s->tcp->closed()) s->tcp->write(ByteView(s->outbox));
+  s->outbox.clear();  // keeps its capacity for the next read
+}
+
+void RelayServer::Impl::flush_outboxes() {
+  // A failed write runs the connection's close callback at once (the stream ends, maybe others
+  // with it), so walk a copy; the streams stay allocated until reap(), which flushes first.
+  std::vector<ExitStream*> list;
+  list.swap(outbox_streams);
+  for (ExitStream* s : list) flush_outbox(s);
+  if (outbox_streams.empty()) {
+    list.clear();
+    outbox_streams.swap(list);  // keeps the capacity
+  }
 }
 
 void RelayServer::Impl::linger(std::unique_ptr<uv::TcpConnection> tcp) {
@@ -316,7 +339,8 @@ void RelayServer::Impl::end_stream(ExitStream* s, EndReason reason) {
 
 void RelayServer::Impl::kill_stream(ExitStream* s) {
   if (s->dead) return;
-  s->dead = true;
+  s->dead = true;  // first: a failed write below may run the close callback, which then ignores s
+  flush_outbox(s);  // as if each DATA had been written when it came (a close may still cut it short)
   s->resolve_token.reset();
   // The connection is closed when the stream is freed (next loop turn), never inside one of its own
   // callbacks; until then it reads nothing and its callbacks see `dead`.
@@ -333,7 +357,7 @@ void RelayServer::Impl::kill_stream(ExitStream* s) {
   schedule_reap();
 }
 
-void RelayServer::Impl::handle_resolve(Circuit* c, const RelayMessage& msg) {
+void RelayServer::Impl::handle_resolve(Circuit* c, const RelayMessageView& msg) {
   if (!admit_stream(c, msg.stream_id)) return;
   auto body = parse_resolve(msg.body);
   if (!body) {

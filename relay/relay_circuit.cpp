@@ -7,7 +7,7 @@
 namespace thor::relay {
 
 void RelayServer::Impl::handle_recognized(Circuit* c, const CellPayload& plain) {
-  auto msg = decode_relay_payload(plain);
+  auto msg = decode_relay_view(plain);
   if (!msg) {
     protocol_error(c, "undecodable relay message: " + msg.error());
     return;
@@ -32,14 +32,10 @@ void RelayServer::Impl::handle_recognized(Circuit* c, const CellPayload& plain) 
 
 void RelayServer::Impl::send_backward(Circuit* c, RelayCommand cmd, StreamId stream, ByteView body) {
   if (c->dead || !c->prev) return;
-  RelayMessage m;
-  m.command = cmd;
-  m.stream_id = stream;
-  m.body.assign(body.begin(), body.end());
   Cell cell;
   cell.circ_id = c->p_id;
   cell.command = CellCommand::relay;
-  if (auto st = encode_relay_payload(m, cell.payload); !st) {
+  if (auto st = encode_relay_payload(cmd, stream, body, cell.payload); !st) {
     LOG_ERROR("circuit " << c->serial << ": cannot encode " << to_string(cmd) << ": " << st.error());
     return;
   }
@@ -47,7 +43,7 @@ void RelayServer::Impl::send_backward(Circuit* c, RelayCommand cmd, StreamId str
   send_cell(c->prev, cell);
 }
 
-void RelayServer::Impl::handle_extend(Circuit* c, const RelayMessage& msg) {
+void RelayServer::Impl::handle_extend(Circuit* c, const RelayMessageView& msg) {
   if (msg.stream_id != 0) {
     protocol_error(c, "EXTEND on a stream");
     return;
@@ -102,7 +98,7 @@ void RelayServer::Impl::handle_extend(Circuit* c, const RelayMessage& msg) {
                        << " over link " << link->serial);
 }
 
-void RelayServer::Impl::handle_truncate(Circuit* c, const RelayMessage& msg) {
+void RelayServer::Impl::handle_truncate(Circuit* c, const RelayMessageView& msg) {
   if (msg.stream_id != 0) {
     protocol_error(c, "TRUNCATE on a stream");
     return;
@@ -115,7 +111,7 @@ void RelayServer::Impl::handle_truncate(Circuit* c, const RelayMessage& msg) {
   LOG_DEBUG("circuit " << c->serial << ": truncated at the client's request");
 }
 
-void RelayServer::Impl::handle_sendme(Circuit* c, const RelayMessage& msg) {
+void RelayServer::Impl::handle_sendme(Circuit* c, const RelayMessageView& msg) {
   if (msg.stream_id == 0) {
     c->package_window += kCircuitWindowIncrement;
     if (c->package_window > kCircuitWindowStart) {

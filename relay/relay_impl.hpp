@@ -89,6 +89,7 @@ struct ExitStream {
   int package_window = kStreamWindowStart;
   int deliver_window = kStreamWindowStart;
   Bytes early_data;           // DATA that arrived before the connection was up
+  Bytes outbox;               // DATA of the link read being handled, written when the read is done
   Bytes pending;              // read from TCP but not yet packaged (a window or the link was full)
   std::size_t pending_offset = 0;
   bool eof = false;           // the server side ended; END goes out once pending is sent
@@ -97,7 +98,7 @@ struct ExitStream {
   bool dead = false;
 
   std::size_t buffered() const {
-    return (tcp ? tcp->queued_bytes() : 0) + early_data.size() + (pending.size() - pending_offset);
+    return (tcp ? tcp->queued_bytes() : 0) + early_data.size() + outbox.size() + (pending.size() - pending_offset);
   }
 };
 
@@ -121,6 +122,7 @@ struct RelayServer::Impl {
   void on_link_established(Link* link);
   void on_link_cell(Link* link, Cell& cell);
   void on_link_closed(Link* link, const std::string& reason);
+  void on_link_read_done();
   void close_link(Link* link, const std::string& why);  // our decision (idle, timeout, stop)
   void kill_link(Link* link, DestroyReason toward_prev_circuits);
   void send_cell(Link* link, const Cell& cell);
@@ -143,17 +145,22 @@ struct RelayServer::Impl {
   // ---- the recognizing hop (relay_circuit.cpp)
   void handle_recognized(Circuit* c, const CellPayload& plain);
   void send_backward(Circuit* c, RelayCommand cmd, StreamId stream, ByteView body);
-  void handle_extend(Circuit* c, const RelayMessage& msg);
-  void handle_truncate(Circuit* c, const RelayMessage& msg);
-  void handle_sendme(Circuit* c, const RelayMessage& msg);
+  void handle_extend(Circuit* c, const RelayMessageView& msg);
+  void handle_truncate(Circuit* c, const RelayMessageView& msg);
+  void handle_sendme(Circuit* c, const RelayMessageView& msg);
   void maybe_send_circuit_sendme(Circuit* c);
   std::size_t circuit_buffered(const Circuit* c) const;
 
   // ---- exit streams (exit_stream.cpp)
-  void handle_begin(Circuit* c, const RelayMessage& msg);
-  void handle_resolve(Circuit* c, const RelayMessage& msg);
-  void handle_data(Circuit* c, const RelayMessage& msg);
-  void handle_end(Circuit* c, const RelayMessage& msg);
+  void handle_begin(Circuit* c, const RelayMessageView& msg);
+  void handle_resolve(Circuit* c, const RelayMessageView& msg);
+  void handle_data(Circuit* c, const RelayMessageView& msg);
+  void handle_end(Circuit* c, const RelayMessageView& msg);
+  // DATA for an open exit stream goes to its outbox; the outboxes are written once the link read
+  // that carried them is done (one write per stream per read, not one per cell).
+  void write_to_server(ExitStream* s, ByteView data);
+  void flush_outbox(ExitStream* s);
+  void flush_outboxes();
   bool admit_stream(Circuit* c, StreamId id);
   ExitStream* new_stream(Circuit* c, StreamId id, ExitStream::State state);
   void on_resolved(ExitStream* s, Result<uv::Resolver::Answer> answer, const std::string& host);
@@ -202,6 +209,7 @@ struct RelayServer::Impl {
   std::vector<std::unique_ptr<Circuit>> dead_circuits;
   std::vector<std::unique_ptr<ExitStream>> dead_streams;
   std::vector<std::unique_ptr<uv::TcpConnection>> dead_tcp;
+  std::vector<ExitStream*> outbox_streams;  // streams with a non-empty outbox (alive until reap)
 
   std::uint64_t next_serial = 1;
   std::size_t handshaking = 0;

@@ -164,6 +164,7 @@ link::Channel::Callbacks RelayServer::Impl::link_callbacks(Link* link) {
   cb.on_cell = [this, link](Cell& cell) { on_link_cell(link, cell); };
   cb.on_established = [this, link] { on_link_established(link); };
   cb.on_closed = [this, link](const std::string& reason) { on_link_closed(link, reason); };
+  cb.on_read_done = [this] { on_link_read_done(); };
   return cb;
 }
 
@@ -240,6 +241,8 @@ void RelayServer::Impl::on_link_closed(Link* link, const std::string& reason) {
     LOG_WARN("link " << link->serial << " to relay " << short_fp(*link->identity) << " failed: " << reason);
   kill_link(link, toward_prev);
 }
+
+void RelayServer::Impl::on_link_read_done() { flush_outboxes(); }
 
 void RelayServer::Impl::close_link(Link* link, const std::string& why) {
   if (link->dead) return;
@@ -566,6 +569,7 @@ void RelayServer::Impl::schedule_reap() {
 }
 
 void RelayServer::Impl::reap() {
+  flush_outboxes();  // before any stream in the list can be freed
   // Destroying these may close handles, never call back into this object.
   auto ss = std::move(dead_streams);
   dead_streams.clear();

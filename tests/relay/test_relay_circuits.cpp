@@ -53,6 +53,26 @@ TEST_CASE("three relays carry megabytes to an echo server and back, intact") {
   CHECK(run_until(L.get(), [&] { return relays.circuits() == 0; }));
 }
 
+TEST_CASE("data sent right before END reaches the server, then the connection closes") {
+  // The DATA cells and the END arrive at the exit in one read: the exit writes a stream's DATA once
+  // per read, and END must not overtake it.
+  TestLoop L;
+  SinkServer sink(L.get(), 11);
+  LocalRelays relays(L.get(), 3);
+  CircuitClient client(L.get());
+  auto circ = built_circuit(L.get(), client, relays.path({0, 1, 2}));
+  auto s = open_stream(client, circ->ref, local(sink.port()));
+  REQUIRE(run_until(L.get(), [&] { return s->connected || s->ended; }));
+  REQUIRE(s->connected);
+  const Bytes data = pattern(11, 0, 200 * kRelayMaxData + 17);
+  client.write(s->ref, ByteView(data));
+  client.close_stream(s->ref);
+  REQUIRE(run_until(L.get(), [&] { return sink.peer_closed(); }));
+  CHECK(sink.bytes_received() == data.size());
+  CHECK_FALSE(sink.corrupted());
+  CHECK(relays[2].stats().exit_bytes_written == data.size());
+}
+
 TEST_CASE("an HTTP request by hostname through three relays") {
   TestLoop L;
   HttpServer http(L.get());
