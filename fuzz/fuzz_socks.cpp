@@ -13,6 +13,8 @@
 
 #include "common/socks/socks_server.hpp"
 
+#include "fuzz/fuzz_support.hpp"
+
 using namespace thor;
 using namespace thor::socks;
 
@@ -20,14 +22,7 @@ namespace {
 
 ByteView current_input;  // printed on failure, to replay it
 
-void require(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "fuzz_socks: %s\ninput:", what);
-    for (auto b : current_input) std::fprintf(stderr, " %02x", b);
-    std::fprintf(stderr, "\n");
-    std::abort();
-  }
-}
+void require(bool ok, const char* what) { thor::fuzz::require(ok, "fuzz_socks", what, current_input); }
 
 struct Outcome {
   Bytes replies;
