@@ -2,10 +2,12 @@
 """Thor against the real peers, side by side, on 127.0.0.1 only, in one command.
 
     python3 bench/run.py [--quick] [--only thor,tor,microsocks,direct] [--json out.json]
+                         [--relay-circuits N]
 
 Brings up a static file server (nginx) with random files of known SHA-256, then one peer at a time
 (direct, microsocks, a private Tor network, a Thor network from `thor up`), measures it, and tears it
-down; everything is stopped at the end, on error and on Ctrl-C. No traffic leaves the machine: every
+down; everything is stopped at the end, on error and on Ctrl-C. For Thor alone, one relay of the network
+also holds --relay-circuits circuits at once (bench/circuit_load) while its memory is read. No traffic leaves the machine: every
 listener is on 127.0.0.1 and every destination is the local file server. See docs/performance.md.
 """
 
@@ -22,7 +24,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import measure, procs, report  # noqa: E402
+from harness import measure, procs, relay_load, report  # noqa: E402
 from harness.fileserver import FileServer  # noqa: E402
 from harness.peers import Direct, Microsocks, Thor, Tor, ensure_thor  # noqa: E402
 from harness.procs import BenchError  # noqa: E402
@@ -32,9 +34,9 @@ MiB = 1 << 20
 ALL_PEERS = ["direct", "microsocks", "tor", "thor"]
 
 FULL = dict(single=256 * MiB, multi=64 * MiB, streams=16, small=1024, ttfb=200, warmup=20, reps=3, circuits=10,
-            open_streams=10000)
+            open_streams=10000, relay_circuits=10000, relay_circuit_streams=False)
 QUICK = dict(single=4 * MiB, multi=1 * MiB, streams=16, small=1024, ttfb=20, warmup=5, reps=1, circuits=3,
-             open_streams=100)
+             open_streams=100, relay_circuits=200, relay_circuit_streams=False)
 
 
 def log(msg):
@@ -131,6 +133,8 @@ def measure_peer(peer, server, cfg, scratch):
         # open-streams test below grows it.
         final = procs.snapshot(peer.pids(), peer.label)
         result["processes"] = sorted(final.values(), key=lambda s: s["name"])
+        if isinstance(peer, Thor) and cfg["relay_circuits"]:
+            measure_relay_circuits(peer, cfg, probe, result)
         if cfg["open_streams"]:
             result["open_streams"] = held = measure.open_streams(
                 peer.socks_port, server, small, cfg["open_streams"], lambda: rss_now(peer))
@@ -165,8 +169,51 @@ def measure_peer(peer, server, cfg, scratch):
     summary["open_streams_rss_mib"] = held["rss"]["total_mib"] if held else None
     summary["open_streams_s"] = held["seconds_to_open"] if held else None
     summary["open_streams_ok"] = held["verified"] if held else None
+    load = result.get("relay_circuits")
+    built = (load or {}).get("built")
+    summary["relay_circuits_held"] = built["open"] if built else None
+    summary["relay_circuits_s"] = built["seconds"] if built else None
+    summary["relay_rss_before_mib"] = load.get("rss_before_mib") if load else None
+    summary["relay_rss_held_mib"] = load.get("rss_held_mib") if load else None
+    summary["relay_healthy"] = ("yes" if load["healthy"] else "no") if load and "healthy" in load else None
     result["summary"] = summary
     return result
+
+
+def measure_relay_circuits(peer, cfg, probe, result):
+    """One relay holding cfg["relay_circuits"] circuits at once. A failure here is recorded and
+    reported, and the peer's other measurements go on."""
+    n = cfg["relay_circuits"]
+    try:
+        load = relay_load.relay_circuits(peer, peer.circuit_load, n, probe, peer.dir,
+                                         streams=cfg["relay_circuit_streams"], log=log)
+    except BenchError as e:
+        result["relay_circuits"] = {"requested": n, "error": str(e)}
+        result.setdefault("step_errors", []).append(f"relay circuits: {e}")
+        log(f"{peer.name}: relay circuits: FAILED: {e}")
+        return
+    result["relay_circuits"] = load
+    built = load["built"]
+    why = ", ".join(f"{k}: {v['count']} ({v['example']})" for k, v in built["failures"].items())
+    log(f"{peer.name}: relay {load['relay']} held {built['open']} of {n} circuits"
+        + (f" with {built['streams_echoed']} streams open and echoed" if load["streams"] else "")
+        + f", built in {built['seconds']:.2f} s over {built['links']} links"
+        + (f" ({built['failed']} failed: {why})" if built["failed"] else "")
+        + f"; relay RSS {load['rss_before_mib']:.1f} MiB before, {load['rss_held_mib']:.1f} MiB with them held, "
+        + (f"{load['rss_after_mib']:.1f} MiB after" if load["rss_after_mib"] is not None else "relay gone after")
+        + "; " + ("healthy: a request through the proxy worked while held and after, and new circuits build"
+                  if load["healthy"]
+                  else f"NOT healthy: request while held: {load['probe_while_held']}, after: {load['probe_after']}; "
+                       f"new circuits after: {load['new_circuits_after']}; "
+                       f"circuits closed while held: {load['released'].get('closed_while_held')}"))
+    if built.get("hint"):
+        log(f"{peer.name}: relay circuits: {built['hint']}")
+    if load["streams"] and built["streams_failed"]:
+        why = ", ".join(f"{k}: {v['count']} ({v['example']})" for k, v in built["stream_failures"].items())
+        log(f"{peer.name}: relay circuits: {built['streams_failed']} streams failed: {why}")
+    if not load["healthy"] or built["open"] != n or (load["streams"] and built["streams_echoed"] != n):
+        result.setdefault("step_errors", []).append(
+            f"relay circuits: {built['open']} of {n} held, healthy: {load['healthy']}")
 
 
 def raise_fd_limit(want):
@@ -186,7 +233,7 @@ def raise_fd_limit(want):
                 f"for proxies that need two descriptors per stream")
 
 
-def make_peer(name, workdir, args):
+def make_peer(name, workdir, args, cfg):
     if name == "direct":
         return Direct()
     if name == "microsocks":
@@ -194,7 +241,9 @@ def make_peer(name, workdir, args):
     if name == "tor":
         return Tor(workdir, relays=args.relays, log=log)
     if name == "thor":
-        return Thor(workdir, ensure_thor(REPO, args.thor, log=log), relays=args.relays, log=log)
+        peer = Thor(workdir, ensure_thor(REPO, args.thor, log=log), relays=args.relays, log=log)
+        peer.circuit_load = relay_load.ensure_circuit_load(REPO, args.thor, log=log) if cfg["relay_circuits"] else None
+        return peer
     raise BenchError(f"unknown peer {name!r}: choose from {', '.join(ALL_PEERS)}")
 
 
@@ -207,6 +256,10 @@ def main():
     ap.add_argument("--reps", type=int, help="repetitions (default 3, or 1 with --quick)")
     ap.add_argument("--open-streams", type=int,
                     help="streams held open at once through each proxy (default 10000, or 100 with --quick; 0: skip)")
+    ap.add_argument("--relay-circuits", type=int,
+                    help="circuits one Thor relay holds at once (default 10000, or 200 with --quick; 0: skip)")
+    ap.add_argument("--relay-circuit-streams", action="store_true",
+                    help="with --relay-circuits: one open stream per circuit as well (to an echo server)")
     ap.add_argument("--relays", type=int, default=3, help="relays in the Tor and Thor networks (default 3)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (configs and logs)")
     args = ap.parse_args()
@@ -216,6 +269,9 @@ def main():
         cfg["reps"] = args.reps
     if args.open_streams is not None:
         cfg["open_streams"] = args.open_streams
+    if args.relay_circuits is not None:
+        cfg["relay_circuits"] = max(0, args.relay_circuits)
+    cfg["relay_circuit_streams"] = args.relay_circuit_streams
     peers = [p.strip() for p in args.only.split(",") if p.strip()]
     for p in peers:
         if p not in ALL_PEERS:
@@ -230,7 +286,8 @@ def main():
     signal.signal(signal.SIGHUP, interrupted)
 
     ensure_packages(peers)
-    raise_fd_limit(2 * cfg["open_streams"] + 1024)
+    # A relay holding a stream per circuit needs a descriptor for each (it inherits this limit).
+    raise_fd_limit(max(2 * cfg["open_streams"], cfg["relay_circuits"] if cfg["relay_circuit_streams"] else 0) + 1024)
     workdir = tempfile.mkdtemp(prefix="thor-bench-")
     # Downloads land in memory so the disk does not limit the fastest peers.
     scratch = tempfile.mkdtemp(prefix="thor-bench-dl-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
@@ -246,7 +303,7 @@ def main():
         server.start(log)
         for name in peers:
             try:
-                peer = make_peer(name, workdir, args)
+                peer = make_peer(name, workdir, args, cfg)
             except (BenchError, subprocess.CalledProcessError) as e:
                 results[name] = {"name": name, "ok": False, "error": str(e), "runs": [], "summary": {}}
                 log(f"{name}: FAILED: {e}")
@@ -267,14 +324,14 @@ def main():
                 os.unlink(os.path.join(server.root, "www", name))
             except OSError:
                 pass
-        failed = failed or any(not r.get("ok") for r in results.values())
+        failed = failed or any(not r.get("ok") or r.get("step_errors") for r in results.values())
         if args.keep or failed:
             log(f"configs and logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
     if results:
-        text = report.table(results, cfg["open_streams"])
+        text = report.table(results, cfg["open_streams"], cfg["relay_circuits"])
         print()
         print(text)
     if args.json:

@@ -18,9 +18,16 @@ METRICS = [
     ("open_streams_s", "open {n} streams at once (s)", "{:.2f}"),
     ("open_streams_proxy_rss_mib", "RSS of the proxy, {n} open (MiB)", "{:.1f}"),
     ("open_streams_rss_mib", "RSS of all, {n} open (MiB)", "{:.1f}"),
+    # Thor only (Tor's relays do not speak Thor's protocol): one relay holding {c} circuits at once.
+    ("relay_circuits_held", "relay: circuits held at once, of {c}", "{:d}"),
+    ("relay_circuits_s", "relay: build {c} circuits (s)", "{:.2f}"),
+    ("relay_rss_before_mib", "relay: RSS before (MiB)", "{:.1f}"),
+    ("relay_rss_held_mib", "relay: RSS, {c} circuits held (MiB)", "{:.1f}"),
+    ("relay_healthy", "relay: carries requests afterwards", "{}"),
 ]
-# A ratio of process counts says nothing.
-NO_RATIO = {"processes"}
+# A ratio of process counts says nothing; the relay rows have nothing to compare with.
+NO_RATIO = {"processes", "relay_circuits_held", "relay_circuits_s", "relay_rss_before_mib", "relay_rss_held_mib",
+            "relay_healthy"}
 
 PEER_ORDER = ["direct", "microsocks", "tor", "thor"]
 
@@ -37,7 +44,7 @@ def _ratio(a, b):
     return a / b
 
 
-def table(results, open_streams=None):
+def table(results, open_streams=None, relay_circuits=None):
     """results: {peer name: result dict}; returns the table as text."""
     peers = [p for p in PEER_ORDER if p in results] + [p for p in results if p not in PEER_ORDER]
     thor = results.get("thor", {}).get("summary") if results.get("thor", {}).get("ok") else None
@@ -46,7 +53,9 @@ def table(results, open_streams=None):
     header = ["metric"] + peers + ["Thor/Tor", "Thor/microsocks"]
     rows = [header]
     for key, label, fmt in METRICS:
-        row = [label.format(n=open_streams)]
+        if key.startswith("relay_") and not relay_circuits:
+            continue
+        row = [label.format(n=open_streams, c=relay_circuits)]
         for p in peers:
             r = results[p]
             row.append(_fmt(fmt, r["summary"].get(key)) if r.get("ok") else "n/a")
@@ -63,6 +72,7 @@ def table(results, open_streams=None):
             lines.append("|" + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2)
                                         for i, w in enumerate(widths)) + "|")
     notes = [f"{p}: not measured: {results[p]['error']}" for p in peers if not results[p].get("ok")]
+    notes += [f"{p}: {e}" for p in peers for e in results[p].get("step_errors", [])]
     return "\n".join(lines + notes)
 
 
