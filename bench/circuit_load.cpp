@@ -11,10 +11,12 @@
 // the relay is the only hop; with more, it is the first hop and the others come from the consensus.
 // Building is paced: at most --in-flight builds (and stream opens) outstanding, and at most --rate
 // new circuits per second when given, so the relay's per-link and pending-extend limits are not what
-// is measured. With --streams every built circuit opens one stream, to --stream-target or to a
+// is measured (8 links keep 10,000 circuits under max_circuits_per_link, 4096). With --hops > 1 the
+// circuits between two relays all share their one relay-to-relay link, so a relay with default
+// limits refuses (resource_limit) any beyond 4096 there; the report says so. With --streams every built circuit opens one stream, to --stream-target or to a
 // loopback echo server of this tool (then each stream is also checked with a short echo).
 //
-// stdout gets exactly two JSON lines: {"event":"built",...} once every circuit is built or has
+// stdout gets two JSON lines (or one {"event":"error",...} when it cannot start): {"event":"built",...} once every circuit is built or has
 // failed (with the failures by reason), and {"event":"released",...} when the hold ends (stdin
 // closed, SIGINT/SIGTERM, or --hold-seconds), just before the circuits are torn down. Progress and
 // errors go to stderr. Exit status: 0 when every circuit (and stream) was made and stayed open to the
