@@ -8,22 +8,16 @@
 // one check deep inside, which is where the bugs would be.
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <vector>
 
 #include "common/cell/cell.hpp"
 
+#include "fuzz/fuzz_support.hpp"
+
 using namespace thor;
+using thor::fuzz::require;
 
 namespace {
-
-void require(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "fuzz_cell: round trip failed: %s\n", what);
-    std::abort();
-  }
-}
 
 void control_bodies(const Cell& cell) {
   const CellPayload& p = cell.payload;
@@ -91,6 +85,7 @@ std::vector<Bytes> templates() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::set_input("fuzz_cell", ByteView(data, size));
   check(ByteView(data, size));
 
   if (size < 1) return 0;

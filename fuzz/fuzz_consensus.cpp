@@ -2,14 +2,16 @@
 // consensus with one field (or one relay's field) replaced by fuzz. Verification never crashes and
 // never accepts a document the pinned key did not sign.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 #include "common/dir/documents.hpp"
 
+#include "fuzz/fuzz_support.hpp"
+
 using namespace thor;
 using namespace thor::dir;
 using nlohmann::json;
+using thor::fuzz::require;
 
 namespace {
 
@@ -55,10 +57,11 @@ const json& genuine() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::set_input("fuzz_consensus", ByteView(data, size));
   std::string_view text(reinterpret_cast<const char*>(data), size);
   if (auto j = parse_untrusted_json(text)) {
     // Random bytes are never signed by the pinned key.
-    if (verify_consensus(*j, key(0).public_key(), kNow)) std::abort();
+    require(!verify_consensus(*j, key(0).public_key(), kNow), "unsigned bytes verify as a consensus");
     (void)consensus_from_json(*j);
     if (j->is_object() && j->contains("document")) (void)consensus_from_json(j->at("document"));
   }
@@ -75,14 +78,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   else doc[field] = value;
   bool changed = canonical_json(doc) != canonical_json(genuine()["document"]);
   auto v = verify_consensus(env, key(0).public_key(), kNow);
-  if (v && changed) std::abort();  // a modified document must not verify
+  require(!(v && changed), "a modified consensus verifies");
   (void)consensus_from_json(doc);
   // Re-signed, the fields alone decide.
   auto c = consensus_from_json(doc);
   if (c) {
     json resigned = sign_consensus(*c, key(0));
-    if (!verify_consensus(resigned, key(0).public_key(), c->valid_after) && c->directory == key(0).public_key())
-      std::abort();
+    require(verify_consensus(resigned, key(0).public_key(), c->valid_after) || !(c->directory == key(0).public_key()),
+            "a re-signed consensus does not verify");
   }
   return 0;
 }

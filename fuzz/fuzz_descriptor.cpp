@@ -2,14 +2,16 @@
 // descriptor with one field replaced by fuzz. Parsing and verification never crash; whatever verifies
 // re-encodes to the same canonical document.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 #include "common/dir/documents.hpp"
 
+#include "fuzz/fuzz_support.hpp"
+
 using namespace thor;
 using namespace thor::dir;
 using nlohmann::json;
+using thor::fuzz::require;
 
 namespace {
 
@@ -38,11 +40,12 @@ json make_genuine() {
 void check(const json& envelope) {
   auto d = verify_descriptor(envelope);
   if (!d) {
-    if (d.error().empty()) std::abort();
+    require(!d.error().empty(), "descriptor error without a message");
     return;
   }
   // Verified: the canonical re-encoding is the signed document itself.
-  if (canonical_json(descriptor_to_json(*d)) != canonical_json(envelope.at("document"))) std::abort();
+  require(canonical_json(descriptor_to_json(*d)) == canonical_json(envelope.at("document")),
+          "a verified descriptor re-encodes to another document");
 }
 
 // Signing once keeps the smoke run quick.
@@ -54,6 +57,7 @@ const json& genuine() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::set_input("fuzz_descriptor", ByteView(data, size));
   std::string_view text(reinterpret_cast<const char*>(data), size);
   if (auto j = parse_untrusted_json(text)) {
     check(*j);

@@ -5,8 +5,6 @@
 // The first byte picks the read size and optionally a "CONNECT " prefix, so most inputs get past
 // the method and exercise the target and header parsing.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -16,12 +14,10 @@
 
 using namespace thor;
 using namespace thor::socks;
+using thor::fuzz::require;
 
 namespace {
 
-ByteView current_input;  // printed on failure, to replay it
-
-void require(bool ok, const char* what) { thor::fuzz::require(ok, "fuzz_http_connect", what, current_input); }
 
 struct Outcome {
   Bytes reply;
@@ -77,7 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     input.assign(prefix.begin(), prefix.end());
   }
   input.insert(input.end(), data + 1, data + size);
-  current_input = input;
+  fuzz::set_input("fuzz_http_connect", input);
   const std::size_t chunk = 1 + (control & 0x1F);
   Outcome whole = drive(input, input.size() + 1);
   Outcome parts = drive(input, chunk);

@@ -2,13 +2,16 @@
 // after a valid hello, to an initiator that sent its hello (fuzz bytes as the response), and to an
 // initiator whose handshake completed (fuzz bytes as records). The first byte picks the fragment
 // size, so partial records and split headers are exercised too. Never crashes; an error ends it.
+#include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 #include "common/crypto/link_session.hpp"
 
+#include "fuzz/fuzz_support.hpp"
+
 using namespace thor;
 using namespace thor::crypto;
+using thor::fuzz::require;
 
 namespace {
 
@@ -45,7 +48,7 @@ const Bytes& valid_response() {
   static const Bytes response = [] {
     auto r = make_responder();
     Bytes out;
-    if (!r.receive(valid_hello(), [](ByteView) {}).ok()) std::abort();
+    require(r.receive(valid_hello(), [](ByteView) {}).ok(), "the responder refuses a valid hello");
     r.take_output(out);
     return out;
   }();
@@ -54,13 +57,13 @@ const Bytes& valid_response() {
 
 void feed(LinkSession& s, ByteView data, std::size_t chunk) {
   auto on_cell = [](ByteView cell) {
-    if (cell.size() != kCellSize) std::abort();
+    require(cell.size() == kCellSize, "a cell of the wrong size");
   };
   while (!data.empty()) {
     const std::size_t n = std::min(chunk, data.size());
     if (!s.receive(data.first(n), on_cell).ok()) {
       // A failed session stays failed and sends nothing more.
-      if (s.receive(data.first(n), on_cell).ok() || s.has_output()) std::abort();
+      require(!s.receive(data.first(n), on_cell).ok() && !s.has_output(), "a failed session took input or sent more");
       return;
     }
     data = data.subspan(n);
@@ -74,6 +77,7 @@ void feed(LinkSession& s, ByteView data, std::size_t chunk) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::set_input("fuzz_link_session", ByteView(data, size));
   if (size == 0) return 0;
   const std::size_t chunk = data[0] == 0 ? size : data[0];
   ByteView input(data + 1, size - 1);
@@ -84,7 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   {
     auto r = make_responder();
-    if (!r.receive(valid_hello(), [](ByteView) {}).ok()) std::abort();
+    require(r.receive(valid_hello(), [](ByteView) {}).ok(), "the responder refuses a valid hello");
     feed(r, input, chunk);
   }
   {
@@ -93,7 +97,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   {
     auto i = make_initiator();
-    if (!i.receive(valid_response(), [](ByteView) {}).ok() || !i.established()) std::abort();
+    require(i.receive(valid_response(), [](ByteView) {}).ok() && i.established(), "the initiator refuses a valid response");
     feed(i, input, chunk);
   }
   return 0;

@@ -1,14 +1,17 @@
 // Arbitrary relay payloads through the onion layers: RelayHopCrypto::decrypt_forward and
 // ClientCircuitCrypto::decrypt_backward never crash, and a payload that differs from a genuinely
 // sealed cell is never recognized.
+#include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 
 #include "common/crypto/onion.hpp"
 
+#include "fuzz/fuzz_support.hpp"
+
 using namespace thor;
 using namespace thor::crypto;
+using thor::fuzz::require;
 
 namespace {
 
@@ -25,6 +28,7 @@ HopKeys keys_for(int hop) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::set_input("fuzz_onion", ByteView(data, size));
   CellPayload fuzz{};
   if (size > 0) std::memcpy(fuzz.data(), data, std::min(size, fuzz.size()));
 
@@ -56,7 +60,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::size_t i = 0; i < p.size(); ++i) p[i] ^= fuzz[i];
     for (std::size_t h = 0; h <= target; ++h) {
       const bool recognized = relays[h].decrypt_forward(p);
-      if (recognized != (!changed && h == target)) std::abort();
+      require(recognized == (!changed && h == target), "a changed cell is recognized, or a genuine one is not");
     }
 
     CellPayload q{};
@@ -64,8 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::size_t h = target; h-- > 0;) relays[h].encrypt_backward(q);
     for (std::size_t i = 0; i < q.size(); ++i) q[i] ^= fuzz[i];
     auto from = client.decrypt_backward(q);
-    if (from && (changed || *from != target)) std::abort();
-    if (!from && !changed) std::abort();
+    require(!from || (!changed && *from == target), "a changed backward cell is recognized, or at the wrong hop");
+    require(from || changed, "a genuine backward cell is not recognized");
   }
   return 0;
 }

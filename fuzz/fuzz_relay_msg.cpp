@@ -8,22 +8,17 @@
 // (a template chosen by the first byte, then xor-or-truncate edits).
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "common/cell/relay_msg.hpp"
 
+#include "fuzz/fuzz_support.hpp"
+
 using namespace thor;
+using thor::fuzz::require;
 
 namespace {
-
-void require(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "fuzz_relay_msg: round trip failed: %s\n", what);
-    std::abort();
-  }
-}
 
 bool same(const Bytes& a, ByteView b) { return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin()); }
 
@@ -31,15 +26,18 @@ bool same(const Bytes& a, ByteView b) { return a.size() == b.size() && std::equa
 // `canonical` says this input is the one encoding of its value.
 template <class T, class Parse, class Encode, class Canonical>
 void round_trip(ByteView in, Parse parse, Encode encode, Canonical canonical, const char* name) {
+  auto require_that = [name](bool ok, const char* what) {
+    if (!ok) require(false, (std::string(name) + " " + what).c_str());
+  };
   Result<T> v = parse(in);
   if (!v.ok()) {
-    require(!v.error().empty(), name);
+    require_that(!v.error().empty(), "error without a message");
     return;
   }
   Bytes again = encode(*v);
-  require(canonical(again), name);
+  require_that(canonical(again), "re-encodes to other bytes");
   Result<T> v2 = parse(ByteView(again));
-  require(v2.ok() && *v2 == *v, name);
+  require_that(v2.ok() && *v2 == *v, "re-decodes differently");
 }
 
 void check(ByteView in) {
@@ -84,7 +82,7 @@ std::vector<Bytes> templates() {
   std::vector<Bytes> out;
   auto payload = [&](RelayCommand c, StreamId s, const Bytes& body) {
     CellPayload p{};
-    if (!encode_relay_payload({c, s, body}, p).ok()) std::abort();
+    require(encode_relay_payload({c, s, body}, p).ok(), "a template payload does not encode");
     out.emplace_back(p.begin(), p.end());
   };
   ExtendBody extend;
@@ -122,6 +120,7 @@ std::vector<Bytes> templates() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::set_input("fuzz_relay_msg", ByteView(data, size));
   check(ByteView(data, size));
 
   if (size < 1) return 0;

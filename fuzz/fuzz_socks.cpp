@@ -6,8 +6,6 @@
 // The first byte picks the read size and optionally a valid greeting to put in front, so most inputs
 // reach the request parser instead of dying on the version byte.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -17,12 +15,10 @@
 
 using namespace thor;
 using namespace thor::socks;
+using thor::fuzz::require;
 
 namespace {
 
-ByteView current_input;  // printed on failure, to replay it
-
-void require(bool ok, const char* what) { thor::fuzz::require(ok, "fuzz_socks", what, current_input); }
 
 struct Outcome {
   Bytes replies;
@@ -99,7 +95,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     default: break;
   }
   input.insert(input.end(), data + 1, data + size);
-  current_input = input;
+  fuzz::set_input("fuzz_socks", input);
   const std::size_t chunk = 1 + (control & 0x0F);
   Outcome whole = drive(input, input.size() + 1);
   Outcome parts = drive(input, chunk);
