@@ -42,6 +42,23 @@ std::optional<Ip> parse_ip(std::string_view text) {
   return std::nullopt;
 }
 
+// What a prefix rule's address family decides: how the address is written and read, its length, and
+// the longest prefix. IPv4 and IPv6 prefixes share every code path through this.
+struct Family {
+  ExitRule::Kind kind;
+  int af;  // AF_INET or AF_INET6, for inet_pton / inet_ntop
+  std::size_t bytes;
+  int max_bits;
+};
+constexpr Family kIpv4{ExitRule::Kind::prefix4, AF_INET, 4, 32};
+constexpr Family kIpv6{ExitRule::Kind::prefix6, AF_INET6, 16, 128};
+
+const Family* prefix_family(ExitRule::Kind kind) {
+  if (kind == ExitRule::Kind::prefix4) return &kIpv4;
+  if (kind == ExitRule::Kind::prefix6) return &kIpv6;
+  return nullptr;
+}
+
 bool prefix_match(const std::uint8_t* addr, const std::uint8_t* prefix, int bits) {
   int full = bits / 8;
   if (std::memcmp(addr, prefix, static_cast<std::size_t>(full)) != 0) return false;
@@ -99,8 +116,8 @@ bool rule_matches_address(const ExitRule& r, const Ip& ip) {
     case ExitRule::Kind::any4: return !ip.v6;
     case ExitRule::Kind::any6: return ip.v6;
     case ExitRule::Kind::private_addresses: return is_private(ip);
-    case ExitRule::Kind::prefix4: return !ip.v6 && prefix_match(ip.b, r.addr, r.bits);
-    case ExitRule::Kind::prefix6: return ip.v6 && prefix_match(ip.b, r.addr, r.bits);
+    case ExitRule::Kind::prefix4:
+    case ExitRule::Kind::prefix6: return ip.v6 == (r.kind == ExitRule::Kind::prefix6) && prefix_match(ip.b, r.addr, r.bits);
   }
   return false;
 }
@@ -128,11 +145,56 @@ Result<int> parse_bits(std::string_view s, int max, std::string_view rule) {
   return v;
 }
 
-void clear_host_bits(std::uint8_t* addr, int bits, int total_bytes) {
-  for (int i = 0; i < total_bytes; ++i) {
-    int keep = std::clamp(bits - 8 * i, 0, 8);
+void clear_host_bits(std::uint8_t* addr, int bits, std::size_t total_bytes) {
+  for (std::size_t i = 0; i < total_bytes; ++i) {
+    int keep = std::clamp(bits - 8 * static_cast<int>(i), 0, 8);
     addr[i] &= static_cast<std::uint8_t>(0xff << (8 - keep));
   }
+}
+
+// A prefix: "1.2.3.0/24" (IPv4) or "[2001:db8::]/32" (IPv6, in brackets so the port stays apart);
+// without /bits it names one host. Sets r's kind, address (host bits cleared) and bits.
+Status parse_prefix(std::string_view addr, bool only6, std::string_view text, ExitRule& r) {
+  auto fail = [&](const std::string& why) { return Error{"exit policy rule '" + std::string(text) + "': " + why}; };
+  const bool bracketed = !addr.empty() && addr.front() == '[';
+  const Family& family = bracketed ? kIpv6 : kIpv4;
+  std::string_view host = addr, bits;
+  bool has_bits = false;
+  if (bracketed) {
+    auto close = addr.find(']');
+    if (close == std::string_view::npos) return fail("missing ']' after IPv6 address");
+    host = addr.substr(1, close - 1);
+    std::string_view after = addr.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != '/') return fail("junk after ']'");
+      has_bits = true;
+      bits = after.substr(1);
+    }
+  } else if (auto slash = addr.find('/'); slash != std::string_view::npos) {
+    host = addr.substr(0, slash);
+    has_bits = true;
+    bits = addr.substr(slash + 1);
+  }
+  if (has_bits && bits.empty()) return fail("empty prefix length");
+
+  std::string h(host);
+  std::uint8_t parsed[16] = {};
+  if (inet_pton(family.af, h.c_str(), parsed) != 1) {
+    if (bracketed) return fail("'" + h + "' is not an IPv6 address");
+    if (h.find(':') != std::string::npos) return fail("put IPv6 addresses in brackets, [::1]:PORTS");
+    return fail("'" + h + "' is not an address (use *, *4, *6, private, an IPv4 address or [IPv6])");
+  }
+  if (only6 && family.kind != ExitRule::Kind::prefix6) return fail("accept6/reject6 take IPv6 addresses");
+  r.kind = family.kind;
+  std::memcpy(r.addr, parsed, family.bytes);
+  r.bits = family.max_bits;
+  if (has_bits) {
+    auto b = parse_bits(bits, family.max_bits, text);
+    if (!b) return Error{b.error()};
+    r.bits = *b;
+  }
+  clear_host_bits(r.addr, r.bits, family.bytes);
+  return {};
 }
 
 Result<ExitRule> parse_rule(std::string_view text) {
@@ -167,57 +229,8 @@ Result<ExitRule> parse_rule(std::string_view text) {
   } else if (addr == "private") {
     r.kind = ExitRule::Kind::private_addresses;
   } else {
-    std::string_view host = addr, bits;
-    if (!addr.empty() && addr.front() == '[') {
-      auto close = addr.find(']');
-      if (close == std::string_view::npos)
-        return Error{"exit policy rule '" + std::string(text) + "': missing ']' after IPv6 address"};
-      host = addr.substr(1, close - 1);
-      std::string_view after = addr.substr(close + 1);
-      if (!after.empty()) {
-        if (after.front() != '/') return Error{"exit policy rule '" + std::string(text) + "': junk after ']'"};
-        bits = after.substr(1);
-        if (bits.empty()) return Error{"exit policy rule '" + std::string(text) + "': empty prefix length"};
-      }
-      std::string h(host);
-      in6_addr a6{};
-      if (inet_pton(AF_INET6, h.c_str(), &a6) != 1)
-        return Error{"exit policy rule '" + std::string(text) + "': '" + h + "' is not an IPv6 address"};
-      r.kind = ExitRule::Kind::prefix6;
-      std::memcpy(r.addr, &a6, 16);
-      r.bits = 128;
-      if (!bits.empty()) {
-        auto b = parse_bits(bits, 128, text);
-        if (!b) return Error{b.error()};
-        r.bits = *b;
-      }
-      clear_host_bits(r.addr, r.bits, 16);
-    } else {
-      auto slash = addr.find('/');
-      if (slash != std::string_view::npos) {
-        host = addr.substr(0, slash);
-        bits = addr.substr(slash + 1);
-        if (bits.empty()) return Error{"exit policy rule '" + std::string(text) + "': empty prefix length"};
-      }
-      std::string h(host);
-      in_addr a4{};
-      if (inet_pton(AF_INET, h.c_str(), &a4) != 1) {
-        if (h.find(':') != std::string::npos)
-          return Error{"exit policy rule '" + std::string(text) + "': put IPv6 addresses in brackets, [::1]:PORTS"};
-        return Error{"exit policy rule '" + std::string(text) + "': '" + h +
-                     "' is not an address (use *, *4, *6, private, an IPv4 address or [IPv6])"};
-      }
-      if (only6) return Error{"exit policy rule '" + std::string(text) + "': accept6/reject6 take IPv6 addresses"};
-      r.kind = ExitRule::Kind::prefix4;
-      std::memcpy(r.addr, &a4, 4);
-      r.bits = 32;
-      if (!bits.empty()) {
-        auto b = parse_bits(bits, 32, text);
-        if (!b) return Error{b.error()};
-        r.bits = *b;
-      }
-      clear_host_bits(r.addr, r.bits, 4);
-    }
+    auto prefix = parse_prefix(addr, only6, text, r);
+    if (!prefix) return Error{prefix.error()};
   }
 
   if (ports == "*") {
@@ -250,18 +263,13 @@ std::string rule_to_string(const ExitRule& r) {
     case ExitRule::Kind::any4: s += "*4"; break;
     case ExitRule::Kind::any6: s += "*6"; break;
     case ExitRule::Kind::private_addresses: s += "private"; break;
-    case ExitRule::Kind::prefix4: {
-      char buf[INET_ADDRSTRLEN] = {};
-      inet_ntop(AF_INET, r.addr, buf, sizeof buf);
-      s += buf;
-      if (r.bits != 32) s += "/" + std::to_string(r.bits);
-      break;
-    }
+    case ExitRule::Kind::prefix4:
     case ExitRule::Kind::prefix6: {
+      const Family& family = *prefix_family(r.kind);
       char buf[INET6_ADDRSTRLEN] = {};
-      inet_ntop(AF_INET6, r.addr, buf, sizeof buf);
-      s += "[" + std::string(buf) + "]";
-      if (r.bits != 128) s += "/" + std::to_string(r.bits);
+      inet_ntop(family.af, r.addr, buf, sizeof buf);
+      s += r.kind == ExitRule::Kind::prefix6 ? "[" + std::string(buf) + "]" : std::string(buf);
+      if (r.bits != family.max_bits) s += "/" + std::to_string(r.bits);
       break;
     }
   }
@@ -443,21 +451,14 @@ bool ExitPolicy::accepts_any_destination() const {
       case ExitRule::Kind::any4: probes = {"127.0.0.1", "10.0.0.1", "192.168.0.1"}; break;
       case ExitRule::Kind::any6: probes = {"::1", "fd00::1"}; break;
       case ExitRule::Kind::private_addresses: probes = {"127.0.0.1", "10.0.0.1", "192.168.0.1", "::1"}; break;
-      case ExitRule::Kind::prefix4: {
-        char buf[INET_ADDRSTRLEN] = {};
-        std::uint8_t a[4];
-        std::memcpy(a, r.addr, 4);
-        if (r.bits < 32) a[3] |= 1;  // first host of the network
-        inet_ntop(AF_INET, a, buf, sizeof buf);
-        probes = {buf};
-        break;
-      }
+      case ExitRule::Kind::prefix4:
       case ExitRule::Kind::prefix6: {
+        const Family& family = *prefix_family(r.kind);
+        std::uint8_t a[16] = {};
+        std::memcpy(a, r.addr, family.bytes);
+        if (r.bits < family.max_bits) a[family.bytes - 1] |= 1;  // first host of the network
         char buf[INET6_ADDRSTRLEN] = {};
-        std::uint8_t a[16];
-        std::memcpy(a, r.addr, 16);
-        if (r.bits < 128) a[15] |= 1;
-        inet_ntop(AF_INET6, a, buf, sizeof buf);
+        inet_ntop(family.af, a, buf, sizeof buf);
         probes = {buf};
         break;
       }

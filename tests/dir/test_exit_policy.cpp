@@ -1,5 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <iterator>
+#include <string>
+#include <vector>
+
 #include "common/dir/exit_policy.hpp"
 
 using namespace thor;
@@ -84,6 +89,101 @@ TEST_CASE("exit policy: errors say what is wrong") {
                  Case{"accept [zz::1]:80", "not an IPv6 address"}, Case{"accept [::1]/129:80", "prefix length"},
                  Case{"accept6 1.2.3.4:80", "IPv6"}, Case{"accept *:80,, bogus", "must start"},
                  Case{"accept host.example:80", "not an address"}, Case{"accept *:a-b", "bad port"}}) {
+    auto p = ExitPolicy::parse(c.text);
+    REQUIRE_MESSAGE(!p, c.text);
+    CHECK_MESSAGE(p.error().find(c.says) != std::string::npos, c.text, " -> ", p.error());
+  }
+}
+
+namespace {
+// The one rule of a policy of rejects (no implicit rule is added in front of those).
+ExitRule only_rule(const char* text) {
+  auto p = ExitPolicy::parse(text);
+  REQUIRE_MESSAGE(p, text, " -> ", p ? std::string() : p.error());
+  REQUIRE(p->rules().size() == 1);
+  return p->rules()[0];
+}
+std::vector<std::uint8_t> addr_bytes(const ExitRule& r) { return {std::begin(r.addr), std::end(r.addr)}; }
+}  // namespace
+
+TEST_CASE("exit policy: address prefixes byte for byte (no prefix, 0, max, host bits, both families)") {
+  struct Case {
+    const char* text;
+    ExitRule::Kind kind;
+    int bits;
+    std::vector<std::uint8_t> addr;  // all 16 bytes: an IPv4 prefix leaves the last 12 zero
+    const char* canonical;
+  };
+  using K = ExitRule::Kind;
+  const std::vector<std::uint8_t> zero(16, 0);
+  for (const auto& c : std::vector<Case>{
+           {"reject 1.2.3.4:*", K::prefix4, 32, {1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "reject 1.2.3.4:*"},
+           {"reject 1.2.3.4/32:*", K::prefix4, 32, {1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "reject 1.2.3.4:*"},
+           {"reject 1.2.3.4/0:*", K::prefix4, 0, zero, "reject 0.0.0.0/0:*"},
+           {"reject 172.31.255.255/12:80", K::prefix4, 12, {172, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+            "reject 172.16.0.0/12:80"},
+           {"reject 255.255.255.255/31:*", K::prefix4, 31, {255, 255, 255, 254, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+            "reject 255.255.255.254/31:*"},
+           {"reject [::1]:*", K::prefix6, 128, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, "reject [::1]:*"},
+           {"reject [::1]/128:*", K::prefix6, 128, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, "reject [::1]:*"},
+           {"reject [::1]/0:*", K::prefix6, 0, zero, "reject [::]/0:*"},
+           {"reject [2001:db8:abcd:1234::1]/36:443", K::prefix6, 36,
+            {0x20, 0x01, 0x0d, 0xb8, 0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "reject [2001:db8:a000::]/36:443"},
+           {"reject [ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]/127:*", K::prefix6, 127,
+            {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe},
+            "reject [ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]/127:*"},
+           {"reject6 [fe80::1]/10:*", K::prefix6, 10, {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+            "reject [fe80::]/10:*"},
+       }) {
+    INFO(c.text);
+    ExitRule r = only_rule(c.text);
+    CHECK(r.kind == c.kind);
+    CHECK(r.bits == c.bits);
+    CHECK(addr_bytes(r) == c.addr);
+    auto p = ExitPolicy::parse(c.text);
+    REQUIRE(p);
+    CHECK(p->to_string() == c.canonical);
+  }
+
+  // Prefix 0 covers its whole family and nothing of the other.
+  auto all4 = ExitPolicy::parse("accept 9.9.9.9/0:*, reject *:*");
+  REQUIRE(all4);
+  CHECK(all4->allows("8.8.8.8", 80));
+  CHECK(all4->allows("255.255.255.255", 80));
+  CHECK_FALSE(all4->allows("2606:4700::1", 80));
+  CHECK(all4->may_allow_port(80));  // /0 counts as every IPv4 address
+  auto all6 = ExitPolicy::parse("accept [2606::]/0:443, reject *:*");
+  REQUIRE(all6);
+  CHECK(all6->allows("2606:4700::1", 443));
+  CHECK(all6->allows("::1", 443));
+  CHECK_FALSE(all6->allows("8.8.8.8", 443));
+  CHECK(all6->may_allow_port(443));
+  // The maximum prefix is one host; one bit less is two.
+  auto host = ExitPolicy::parse("accept [2606:4700::7]/128:*, accept 8.8.8.8/31:*, reject *:*");
+  REQUIRE(host);
+  CHECK(host->allows("2606:4700::7", 1));
+  CHECK_FALSE(host->allows("2606:4700::6", 1));
+  CHECK(host->allows("8.8.8.9", 1));
+  CHECK_FALSE(host->allows("8.8.8.10", 1));
+  CHECK_FALSE(host->may_allow_port(1));
+}
+
+TEST_CASE("exit policy: malformed prefixes are refused with the reason") {
+  struct Case {
+    const char* text;
+    const char* says;
+  };
+  for (auto c : {Case{"accept 1.2.3.4/:*", "empty prefix length"}, Case{"accept [::1]/:*", "empty prefix length"},
+                 Case{"accept 1.2.3.4/33:*", "expected 0-32"}, Case{"accept [::1]/129:*", "expected 0-128"},
+                 Case{"accept 1.2.3.4/4294967328:*", "expected 0-32"}, Case{"accept 1.2.3.4/-1:*", "prefix length"},
+                 Case{"accept 1.2.3.4/+8:*", "prefix length"}, Case{"accept 1.2.3.4/8x:*", "prefix length"},
+                 Case{"accept 1.2.3.4/ 8:*", "prefix length"}, Case{"accept 1.2.3.4/8/8:*", "prefix length"},
+                 Case{"accept [::1]/12a:*", "prefix length"}, Case{"accept [::1]x:*", "junk after ']'"},
+                 Case{"accept [::1]8:*", "junk after ']'"}, Case{"accept []:*", "'' is not an IPv6 address"},
+                 Case{"accept [1.2.3.4]:*", "not an IPv6 address"}, Case{"accept 1.2.3.4.5/8:*", "not an address"},
+                 Case{"accept /8:*", "not an address"}, Case{"accept ::/0:*", "brackets"},
+                 Case{"accept6 10.0.0.0/8:*", "accept6/reject6 take IPv6 addresses"},
+                 Case{"accept6 *4:*", "accept6/reject6 take IPv6 addresses"}}) {
     auto p = ExitPolicy::parse(c.text);
     REQUIRE_MESSAGE(!p, c.text);
     CHECK_MESSAGE(p.error().find(c.says) != std::string::npos, c.text, " -> ", p.error());
