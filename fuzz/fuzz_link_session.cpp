@@ -97,7 +97,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   {
     auto i = make_initiator();
-    require(i.receive(valid_response(), [](ByteView) {}).ok() && i.established(), "the initiator refuses a valid response");
+    require(i.receive(valid_response(), [](ByteView) {}).ok() && i.established(),
+            "the initiator refuses a valid response");
     feed(i, input, chunk);
   }
   return 0;

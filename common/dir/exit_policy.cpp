@@ -117,7 +117,8 @@ bool rule_matches_address(const ExitRule& r, const Ip& ip) {
     case ExitRule::Kind::any6: return ip.v6;
     case ExitRule::Kind::private_addresses: return is_private(ip);
     case ExitRule::Kind::prefix4:
-    case ExitRule::Kind::prefix6: return ip.v6 == (r.kind == ExitRule::Kind::prefix6) && prefix_match(ip.b, r.addr, r.bits);
+    case ExitRule::Kind::prefix6:
+      return ip.v6 == (r.kind == ExitRule::Kind::prefix6) && prefix_match(ip.b, r.addr, r.bits);
   }
   return false;
 }

@@ -116,9 +116,10 @@ TEST_CASE("exit policy: address prefixes byte for byte (no prefix, 0, max, host 
   };
   using K = ExitRule::Kind;
   const std::vector<std::uint8_t> zero(16, 0);
+  const std::vector<std::uint8_t> v4_host{1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   for (const auto& c : std::vector<Case>{
-           {"reject 1.2.3.4:*", K::prefix4, 32, {1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "reject 1.2.3.4:*"},
-           {"reject 1.2.3.4/32:*", K::prefix4, 32, {1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "reject 1.2.3.4:*"},
+           {"reject 1.2.3.4:*", K::prefix4, 32, v4_host, "reject 1.2.3.4:*"},
+           {"reject 1.2.3.4/32:*", K::prefix4, 32, v4_host, "reject 1.2.3.4:*"},
            {"reject 1.2.3.4/0:*", K::prefix4, 0, zero, "reject 0.0.0.0/0:*"},
            {"reject 172.31.255.255/12:80", K::prefix4, 12, {172, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
             "reject 172.16.0.0/12:80"},
