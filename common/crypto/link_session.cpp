@@ -6,17 +6,18 @@
 #include <string_view>
 
 #include "common/crypto/aead.hpp"
+#include "common/crypto/encoding.hpp"
 #include "common/crypto/hash.hpp"
 
 namespace thor::crypto {
 namespace {
 
 constexpr std::string_view kMagic = "THOR";
-constexpr std::uint8_t kVersion = 1;
-constexpr std::string_view kTranscriptLabel = "thor-link-v1";
-constexpr std::string_view kResponderSigLabel = "thor-link-v1 responder";
-constexpr std::string_view kInitiatorSigLabel = "thor-link-v1 initiator";
-constexpr std::string_view kKeysLabel = "thor-link-v1 keys";
+constexpr std::uint8_t kVersion = 2;
+constexpr std::string_view kTranscriptLabel = "thor-link-v2";
+constexpr std::string_view kResponderSigLabel = "thor-link-v2 responder";
+constexpr std::string_view kInitiatorSigLabel = "thor-link-v2 initiator";
+constexpr std::string_view kKeysLabel = "thor-link-v2 keys";
 
 constexpr std::size_t kRecordHeaderSize = 2;
 constexpr std::size_t kRecordTagSize = kAeadTagSize;
@@ -28,8 +29,22 @@ constexpr std::size_t kAuthRelaySize = 1 + 32 + 64;
 constexpr std::size_t kHelloProbeSize = kMagic.size() + 1;
 
 static_assert(kMaxRecordBody <= 0xffff, "a record's length must fit its u16 header");
-static_assert(kLinkHelloSize == kMagic.size() + 1 + 32);
-static_assert(kLinkResponseSize == 32 + 32 + 64);
+static_assert(kLinkHelloSize == kMagic.size() + 1 + 1 + 32);
+static_assert(kLinkResponseSize == 32 + 1 + 32 + 64);
+// What the responder signs: label | offered | chosen | e_i | e_r.
+constexpr std::size_t kResponderSignedSize = kResponderSigLabel.size() + 2 + 64;
+
+bool is_single_cipher(std::uint8_t bits) {
+  return bits == cipher_bit(LinkCipher::chacha20_poly1305) || bits == cipher_bit(LinkCipher::aes256_gcm);
+}
+
+std::string cipher_set_string(LinkCipherSet set) {
+  std::string s;
+  for (LinkCipher c : {LinkCipher::aes256_gcm, LinkCipher::chacha20_poly1305})
+    if (set & cipher_bit(c)) s += (s.empty() ? "" : ", ") + to_string(c);
+  return s.empty() ? "none" : s;
+}
+
 }  // namespace
 
 struct LinkSession::State {
@@ -43,8 +58,11 @@ struct LinkSession::State {
   Ed25519Public expected_responder;   // initiator only
   X25519Keypair ephemeral;
   X25519Public initiator_ephemeral;   // e_i, kept for the responder's signature and transcript
+  LinkCipherSet own_ciphers = 0;      // what this side offers (initiator) or accepts (responder)
+  LinkCipherSet offered = 0;          // the initiator's offer, as the hello carried it
+  LinkCipher cipher = LinkCipher::chacha20_poly1305;  // the responder's choice
   std::array<std::uint8_t, 32> transcript{};  // th
-  SymmetricKey send_key, recv_key;
+  RecordAead sender, receiver;
   std::uint64_t send_n = 0, recv_n = 0;
   std::optional<Ed25519Public> peer;
   bool established = false;
@@ -81,8 +99,8 @@ struct LinkSession::State {
     out[open_record + 1] = static_cast<std::uint8_t>(len);
     out.resize(out.size() + kRecordTagSize);
     MutableByteView record = MutableByteView(out).subspan(open_record);
-    aead_seal(send_key, send_n++, record.first(kRecordHeaderSize), record.subspan(kRecordHeaderSize, body),
-              record.subspan(kRecordHeaderSize + body));
+    sender.seal(send_n++, record.first(kRecordHeaderSize), record.subspan(kRecordHeaderSize, body),
+                record.subspan(kRecordHeaderSize + body));
     open_cells = 0;
   }
 
@@ -112,8 +130,8 @@ struct LinkSession::State {
     const std::size_t len = plaintext.size() + kRecordTagSize;
     Writer(out).u16(static_cast<std::uint16_t>(len)).bytes(plaintext).zeros(kRecordTagSize);
     MutableByteView record = MutableByteView(out).subspan(start);
-    aead_seal(send_key, send_n++, record.first(kRecordHeaderSize),
-              record.subspan(kRecordHeaderSize, plaintext.size()), record.subspan(kRecordHeaderSize + plaintext.size()));
+    sender.seal(send_n++, record.first(kRecordHeaderSize), record.subspan(kRecordHeaderSize, plaintext.size()),
+                record.subspan(kRecordHeaderSize + plaintext.size()));
   }
 
   void become_established() {
@@ -131,30 +149,50 @@ struct LinkSession::State {
                    const X25519Public& peer_ephemeral) {
     auto shared = x25519(ephemeral.secret, peer_ephemeral);
     if (!shared) return false;
-    transcript = blake2b_256({as_bytes(kTranscriptLabel), e_i.view(), e_r.view(), id_r.view()});
+    const std::uint8_t negotiated[2] = {offered, cipher_bit(cipher)};
+    transcript = blake2b_256({as_bytes(kTranscriptLabel), ByteView(negotiated), e_i.view(), e_r.view(), id_r.view()});
     SymmetricKey prk;
     prk.bytes = blake2b_256({shared->view()}, ByteView(transcript));
     std::array<std::uint8_t, 64> keys{};
     kdf_expand(prk, kKeysLabel, MutableByteView(keys));
-    SymmetricKey& i2r = role == Role::initiator ? send_key : recv_key;
-    SymmetricKey& r2i = role == Role::initiator ? recv_key : send_key;
+    SymmetricKey i2r, r2i;
     std::copy_n(keys.begin(), 32, i2r.bytes.begin());
     std::copy_n(keys.begin() + 32, 32, r2i.bytes.begin());
     wipe(MutableByteView(keys));
+    sender = RecordAead(cipher, role == Role::initiator ? i2r : r2i);
+    receiver = RecordAead(cipher, role == Role::initiator ? r2i : i2r);
+    wipe(MutableByteView(i2r.bytes));
+    wipe(MutableByteView(r2i.bytes));
     return true;
   }
 
   Status on_hello(ByteView hello) {
     Reader r(hello);
     r.skip(kMagic.size() + 1);  // checked by unit_size
+    r.u8(offered);
     r.array(initiator_ephemeral.bytes);
+    // The fastest cipher both sides have; the choice is signed below, with the offer it answers.
+    const LinkCipherSet common = offered & own_ciphers;
+    if (common & cipher_bit(LinkCipher::aes256_gcm)) {
+      cipher = LinkCipher::aes256_gcm;
+    } else if (common & cipher_bit(LinkCipher::chacha20_poly1305)) {
+      cipher = LinkCipher::chacha20_poly1305;
+    } else {
+      return fail("link: no cipher in common: the initiator offers " + cipher_set_string(offered) +
+                  ", this node accepts " + cipher_set_string(own_ciphers));
+    }
     const Ed25519Public& id_r = own->public_key();
     if (!derive_keys(initiator_ephemeral, ephemeral.public_key, id_r, initiator_ephemeral))
       return fail("link: initiator's ephemeral key is a low-order point");
-    std::array<std::uint8_t, kResponderSigLabel.size() + 64> signed_msg{};
-    SpanWriter(signed_msg).bytes(kResponderSigLabel).bytes(initiator_ephemeral.view()).bytes(ephemeral.public_key.view());
+    std::array<std::uint8_t, kResponderSignedSize> signed_msg{};
+    SpanWriter(signed_msg)
+        .bytes(kResponderSigLabel)
+        .u8(offered)
+        .u8(cipher_bit(cipher))
+        .bytes(initiator_ephemeral.view())
+        .bytes(ephemeral.public_key.view());
     Ed25519Signature sig = own->sign(ByteView(signed_msg));
-    Writer(out).bytes(ephemeral.public_key.view()).bytes(id_r.view()).bytes(sig.view());
+    Writer(out).bytes(ephemeral.public_key.view()).u8(cipher_bit(cipher)).bytes(id_r.view()).bytes(sig.view());
     phase = Phase::auth_record;
     return {};
   }
@@ -162,15 +200,27 @@ struct LinkSession::State {
   Status on_response(ByteView response) {
     Reader r(response);
     X25519Public e_r;
+    std::uint8_t chosen = 0;
     Ed25519Public id_r;
     Ed25519Signature sig;
     r.array(e_r.bytes);
+    r.u8(chosen);
     r.array(id_r.bytes);
     r.array(sig.bytes);
-    std::array<std::uint8_t, kResponderSigLabel.size() + 64> signed_msg{};
-    SpanWriter(signed_msg).bytes(kResponderSigLabel).bytes(ephemeral.public_key.view()).bytes(e_r.view());
+    // Signed over our own offer, so an offer changed on the way (to force a weaker choice) fails here.
+    std::array<std::uint8_t, kResponderSignedSize> signed_msg{};
+    SpanWriter(signed_msg)
+        .bytes(kResponderSigLabel)
+        .u8(offered)
+        .u8(chosen)
+        .bytes(ephemeral.public_key.view())
+        .bytes(e_r.view());
     if (!verify(id_r, ByteView(signed_msg), sig))
       return fail("link: responder's signature does not verify (it claimed identity " + fingerprint(id_r) + ")");
+    if (!is_single_cipher(chosen) || (chosen & offered) == 0)
+      return fail("link: responder chose cipher 0x" + to_hex(ByteView(&chosen, 1)) + ", which is not one we offered (" +
+                  cipher_set_string(offered) + ")");
+    cipher = static_cast<LinkCipher>(chosen);
     if (!(id_r == expected_responder))
       return fail("link: responder proved identity " + fingerprint(id_r) + ", expected " + fingerprint(expected_responder));
     if (!derive_keys(ephemeral.public_key, e_r, id_r, e_r))
@@ -270,8 +320,8 @@ struct LinkSession::State {
   // Opens a record: plaintext goes to dest (which may be the ciphertext itself: in place).
   Status open_record_into(ByteView record, std::uint8_t* dest, ByteView& plaintext) {
     const std::size_t text = record.size() - kRecordHeaderSize - kRecordTagSize;
-    if (!aead_open(recv_key, recv_n, record.first(kRecordHeaderSize), record.subspan(kRecordHeaderSize, text),
-                   record.subspan(kRecordHeaderSize + text), MutableByteView(dest, text)))
+    if (!receiver.open(recv_n, record.first(kRecordHeaderSize), record.subspan(kRecordHeaderSize, text),
+                       record.subspan(kRecordHeaderSize + text), MutableByteView(dest, text)))
       return fail("link: record authentication failed (record " + std::to_string(recv_n) +
                   "): corrupted or forged bytes on the link");
     ++recv_n;
@@ -345,22 +395,28 @@ LinkSession::LinkSession(LinkSession&&) noexcept = default;
 LinkSession& LinkSession::operator=(LinkSession&&) noexcept = default;
 LinkSession::~LinkSession() = default;
 
-LinkSession LinkSession::initiator(const Ed25519Public& expected_responder, const IdentityKey* own, Rng& rng) {
+LinkSession LinkSession::initiator(const Ed25519Public& expected_responder, const IdentityKey* own, Rng& rng,
+                                   LinkCipherSet ciphers) {
   init();
+  assert(ciphers != 0 && (ciphers & ~kAllLinkCiphers) == 0);
   auto s = std::make_unique<State>();
   s->role = State::Role::initiator;
+  s->own_ciphers = ciphers;
+  s->offered = ciphers;
   s->phase = State::Phase::response;
   s->expected_responder = expected_responder;
   if (own) s->own = *own;
   s->ephemeral = X25519Keypair::generate(rng);
-  Writer(s->out).bytes(kMagic).u8(kVersion).bytes(s->ephemeral.public_key.view());
+  Writer(s->out).bytes(kMagic).u8(kVersion).u8(ciphers).bytes(s->ephemeral.public_key.view());
   return LinkSession(std::move(s));
 }
 
-LinkSession LinkSession::responder(const IdentityKey& own, Rng& rng) {
+LinkSession LinkSession::responder(const IdentityKey& own, Rng& rng, LinkCipherSet ciphers) {
   init();
+  assert(ciphers != 0 && (ciphers & ~kAllLinkCiphers) == 0);
   auto s = std::make_unique<State>();
   s->role = State::Role::responder;
+  s->own_ciphers = ciphers;
   s->phase = State::Phase::hello;
   s->own = own;
   s->ephemeral = X25519Keypair::generate(rng);
@@ -411,6 +467,11 @@ void LinkSession::take_output(Bytes& out) {
 bool LinkSession::has_output() const { return !s_->out.empty(); }
 
 bool LinkSession::established() const { return s_->established; }
+
+std::optional<LinkCipher> LinkSession::cipher() const {
+  if (!s_->established) return std::nullopt;
+  return s_->cipher;
+}
 
 std::optional<Ed25519Public> LinkSession::peer_identity() const {
   if (!s_->established) return std::nullopt;

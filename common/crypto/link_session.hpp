@@ -1,14 +1,17 @@
-// thor-link-v1: the authenticated, encrypted channel between two nodes over TCP (sans-IO).
+// thor-link-v2: the authenticated, encrypted channel between two nodes over TCP (sans-IO).
 //
-//   initiator -> responder: "THOR" | version u8 (=1) | e_i (X25519, 32)                      37 bytes
-//   responder -> initiator: e_r (32) | ID_r (Ed25519, 32) | sig_r (64)                        128 bytes
-//        sig_r = Sign(ID_r, "thor-link-v1 responder" | e_i | e_r)
-//   both: th = BLAKE2b-256("thor-link-v1" | e_i | e_r | ID_r)
-//         k_i2r | k_r2i = kdf_expand(BLAKE2b-256(key=th, X25519(e, E)), "thor-link-v1 keys", 64)
+//   initiator -> responder: "THOR" | version u8 (=2) | offered u8 | e_i (X25519, 32)          38 bytes
+//   responder -> initiator: e_r (32) | chosen u8 | ID_r (Ed25519, 32) | sig_r (64)             129 bytes
+//        sig_r = Sign(ID_r, "thor-link-v2 responder" | offered | chosen | e_i | e_r)
+//   both: th = BLAKE2b-256("thor-link-v2" | offered | chosen | e_i | e_r | ID_r)
+//         k_i2r | k_r2i = kdf_expand(BLAKE2b-256(key=th, X25519(e, E)), "thor-link-v2 keys", 64)
 //   initiator -> responder, first record: 0x00 (anonymous: a proxy)
-//                                      or 0x01 | ID_i (32) | Sign(ID_i, "thor-link-v1 initiator" | th)
+//                                      or 0x01 | ID_i (32) | Sign(ID_i, "thor-link-v2 initiator" | th)
 //   then records both ways.
-// A record is len u16 | ChaCha20-Poly1305-IETF(key, nonce = 0^4 | u64be(n), ad = len bytes, plaintext)
+// offered is a set of record ciphers (aead.hpp: 0x01 ChaCha20-Poly1305, 0x02 AES-256-GCM); the
+// responder chooses one of them, AES-256-GCM when both sides have it. Its signature covers the offer
+// as it received it, so an offer stripped on the way fails the initiator's check.
+// A record is len u16 | AEAD(key, nonce = 0^4 | u64be(n), ad = len bytes, plaintext)
 // with n counting records per direction; after the auth record every plaintext is 1..127 whole cells.
 // An observer sees record sizes (as TCP already shows) but neither circuit ids nor commands.
 // The initiator refuses a responder whose identity is not the expected one; the responder refuses
@@ -21,21 +24,24 @@
 
 #include "common/bytes.hpp"
 #include "common/cell/cell.hpp"
+#include "common/crypto/aead.hpp"
 #include "common/crypto/keys.hpp"
 #include "common/crypto/random.hpp"
 #include "common/result.hpp"
 
 namespace thor::crypto {
 
-constexpr std::size_t kLinkHelloSize = 37;
-constexpr std::size_t kLinkResponseSize = 128;
+constexpr std::size_t kLinkHelloSize = 38;
+constexpr std::size_t kLinkResponseSize = 129;
 constexpr std::size_t kLinkMaxCellsPerRecord = 127;
 
 class LinkSession {
  public:
   // own: the initiator's identity when it is a relay (it then proves it), nullptr for a proxy.
-  static LinkSession initiator(const Ed25519Public& expected_responder, const IdentityKey* own, Rng& rng);
-  static LinkSession responder(const IdentityKey& own, Rng& rng);
+  // ciphers: what this side offers (initiator) or accepts (responder); tests narrow it.
+  static LinkSession initiator(const Ed25519Public& expected_responder, const IdentityKey* own, Rng& rng,
+                               LinkCipherSet ciphers = supported_link_ciphers());
+  static LinkSession responder(const IdentityKey& own, Rng& rng, LinkCipherSet ciphers = supported_link_ciphers());
 
   LinkSession(LinkSession&&) noexcept;
   LinkSession& operator=(LinkSession&&) noexcept;
@@ -60,6 +66,8 @@ class LinkSession {
   // The peer's proven identity: the responder's for an initiator; for a responder, the
   // initiator's when it was a relay (nullopt for an anonymous proxy) — known once established.
   std::optional<Ed25519Public> peer_identity() const;
+  // The record cipher the handshake agreed on, once established.
+  std::optional<LinkCipher> cipher() const;
 
  private:
   struct State;

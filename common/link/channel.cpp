@@ -171,6 +171,7 @@ class ChannelImpl final : public Channel {
     if (!established_ && session_.established()) {
       established_ = true;
       timer_.stop();
+      LOG_DEBUG("link established, records sealed with " << crypto::to_string(*session_.cipher()));
       if (cb_.on_established) {
         cb_.on_established();
         if (!*alive || closed_) return;

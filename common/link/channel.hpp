@@ -1,5 +1,5 @@
 // A link: one TCP connection carrying cells between two nodes, through a LinkSession (the
-// authenticated, encrypted thor-link-v1 channel). Used by relays (both directions) and the proxy.
+// authenticated, encrypted thor-link-v2 channel). Used by relays (both directions) and the proxy.
 //
 // Cells sent in one loop iteration are batched into as few records and writes as possible.
 // Back-pressure: queued_bytes() tells how much is waiting for the socket; the owner stops reading

@@ -70,27 +70,37 @@ Keys make_keys() {
 // A hand-built initiator that follows link_session.hpp from the primitives, so the test can send
 // what a real session never would (a bad signature, a malformed or misplaced record) and check the
 // key schedule independently of LinkSession.
+constexpr LinkCipherSet kChaCha = cipher_bit(LinkCipher::chacha20_poly1305);
+constexpr LinkCipherSet kAes = cipher_bit(LinkCipher::aes256_gcm);
+bool have_aes() { return (supported_link_ciphers() & kAes) != 0; }
+
 struct RawInitiator {
   X25519Keypair e;
+  LinkCipherSet offered = kChaCha;
   Bytes hello;
+  LinkCipher cipher = LinkCipher::chacha20_poly1305;
   SymmetricKey i2r, r2i;
   std::array<std::uint8_t, 32> th{};
   std::uint64_t sent = 0;
 
   explicit RawInitiator(Rng& rng) : e(X25519Keypair::generate(rng)) {
-    Writer(hello).bytes("THOR").u8(1).bytes(e.public_key.view());
+    Writer(hello).bytes("THOR").u8(2).u8(offered).bytes(e.public_key.view());
   }
   void on_response(ByteView response) {
     REQUIRE(response.size() == kLinkResponseSize);
     X25519Public e_r = *X25519Public::from(response.first(32));
-    Ed25519Public id_r = *Ed25519Public::from(response.subspan(32, 32));
-    th = blake2b_256({as_bytes("thor-link-v1"), e.public_key.view(), e_r.view(), id_r.view()});
+    const std::uint8_t chosen = response[32];
+    REQUIRE(chosen == offered);
+    cipher = static_cast<LinkCipher>(chosen);
+    Ed25519Public id_r = *Ed25519Public::from(response.subspan(33, 32));
+    const std::uint8_t negotiated[2] = {offered, chosen};
+    th = blake2b_256({as_bytes("thor-link-v2"), ByteView(negotiated), e.public_key.view(), e_r.view(), id_r.view()});
     auto shared = x25519(e.secret, e_r);
     REQUIRE(shared);
     SymmetricKey prk;
     prk.bytes = blake2b_256({shared->view()}, ByteView(th));
     std::array<std::uint8_t, 64> k{};
-    kdf_expand(prk, "thor-link-v1 keys", k);
+    kdf_expand(prk, "thor-link-v2 keys", k);
     std::copy_n(k.begin(), 32, i2r.bytes.begin());
     std::copy_n(k.begin() + 32, 32, r2i.bytes.begin());
   }
@@ -98,7 +108,7 @@ struct RawInitiator {
     Bytes r;
     Writer(r).u16(static_cast<std::uint16_t>(plaintext.size() + kAeadTagSize)).bytes(plaintext).zeros(kAeadTagSize);
     MutableByteView m(r);
-    aead_seal(i2r, sent++, m.first(2), m.subspan(2, plaintext.size()), m.subspan(2 + plaintext.size()));
+    aead_seal(cipher, i2r, sent++, m.first(2), m.subspan(2, plaintext.size()), m.subspan(2 + plaintext.size()));
     return r;
   }
   Bytes auth(const IdentityKey& as, ByteView signed_part) {
@@ -108,7 +118,7 @@ struct RawInitiator {
   }
   Bytes signed_part() const {
     Bytes m;
-    Writer(m).bytes("thor-link-v1 initiator").bytes(ByteView(th));
+    Writer(m).bytes("thor-link-v2 initiator").bytes(ByteView(th));
     return m;
   }
 };
@@ -148,38 +158,40 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 }  // namespace
 
 // Computed with an independent implementation of link_session.hpp (Python: hashlib.blake2b, the
-// cryptography package's X25519, Ed25519 and ChaCha20-Poly1305, DeterministicRng over ChaCha20).
-TEST_CASE("link known-answer vector: hello, response, auth record and first data record") {
+// cryptography package's X25519, Ed25519, ChaCha20-Poly1305 and AES-GCM, DeterministicRng over
+// ChaCha20), once for each record cipher.
+struct LinkVector {
+  LinkCipherSet ciphers;  // offered by the initiator and accepted by the responder
+  const char* hello;
+  const char* response;
+  const char* auth_record;  // the first 115 bytes the initiator sends after the response
+  const char* initiator_out_digest;
+  const char* responder_out_digest;
+};
+
+void check_link_vector(const LinkVector& v) {
   Keys keys = make_keys();
   DeterministicRng irng(11), rrng(12);
-  auto initiator = LinkSession::initiator(keys.responder.public_key(), &keys.initiator, irng);
-  auto responder = LinkSession::responder(keys.responder, rrng);
+  auto initiator = LinkSession::initiator(keys.responder.public_key(), &keys.initiator, irng, v.ciphers);
+  auto responder = LinkSession::responder(keys.responder, rrng, v.ciphers);
   initiator.queue_cell(make_cell(0));
   initiator.queue_cell(make_cell(1));
 
   Bytes hello = take(initiator);
-  CHECK(to_hex(hello) == "54484f52018eb4dacec87997b308e4d7423a1f403991850941a9ffed7d3708555aeca2fb6b");
+  CHECK(to_hex(hello) == v.hello);
   CHECK(hello.size() == kLinkHelloSize);
   Inbox at_r, at_i;
   REQUIRE(feed(responder, hello, at_r, SIZE_MAX).ok());
   Bytes response = take(responder);
-  CHECK(to_hex(response) ==
-        "7a69ad5438cfd1a437051638ef0e76a3aa11f33e49fa5fcedb170e46ab917323"
-        "7f79815069a9cfd095578fefffce5e8ca471b396d0adc87f89d49d622ba1ae5e"
-        "e2f7a1e82b0114921068a3ca20565b6ba5e8620fed51b0d856233de6a52c2d2e"
-        "7b1a22e0e62dd4b5cb4852a86f7b726dad68956ed340f7088038fbfd0d44cd0c");
+  CHECK(to_hex(response) == v.response);
+  CHECK(response.size() == kLinkResponseSize);
   REQUIRE(feed(initiator, response, at_i, SIZE_MAX).ok());
 
   // The auth record and the held cells leave together, the cells sealed into one record.
   Bytes out = take(initiator);
   REQUIRE(out.size() == (2 + 97 + 16) + (2 + 2 * kCellSize + 16));
-  CHECK(to_hex(ByteView(out).first(115)) ==
-        "0071a9bfce7c13c8e0980e821b48404c5db0905e3cecd79182ca1215e15442cd"
-        "6a94f6e71e198a3726996734d812fc9cea75c7e82f0c3ee335ac593943474499"
-        "b14dfd2a5d0c28727cba9ce19b4307db6ce59baea39f6c18f0dc14317b18d5f7"
-        "0082d896f7e0e5e4ef45a02b2b090af45e3711");
-  CHECK(to_hex(ByteView(blake2b_256({ByteView(out)}))) ==
-        "5cf94dddff5ae2c13f423ee397f0bf25438593dfa8dc12009912750828104207");
+  CHECK(to_hex(ByteView(out).first(115)) == v.auth_record);
+  CHECK(to_hex(ByteView(blake2b_256({ByteView(out)}))) == v.initiator_out_digest);
 
   REQUIRE(feed(responder, out, at_r, SIZE_MAX).ok());
   REQUIRE(at_r.cells.size() == 2);
@@ -190,8 +202,128 @@ TEST_CASE("link known-answer vector: hello, response, auth record and first data
   for (std::size_t j = 0; j < rcell.size(); ++j) rcell[j] = static_cast<std::uint8_t>(3 * j + 1);
   responder.queue_cell(rcell);
   Bytes rout = take(responder);
-  CHECK(to_hex(ByteView(blake2b_256({ByteView(rout)}))) ==
-        "34f04e43759290a26fdf2c2cb932a2bd7086445615789474614954a45ef2db7a");
+  CHECK(to_hex(ByteView(blake2b_256({ByteView(rout)}))) == v.responder_out_digest);
+  REQUIRE(feed(initiator, rout, at_i, SIZE_MAX).ok());
+  REQUIRE(at_i.cells.size() == 1);
+  CHECK(at_i.cells[0] == rcell);
+  CHECK(initiator.cipher() == std::optional<LinkCipher>(static_cast<LinkCipher>(v.ciphers & kAes ? kAes : kChaCha)));
+  CHECK(responder.cipher() == initiator.cipher());
+}
+
+TEST_CASE("link known-answer vector, ChaCha20-Poly1305: hello, response, auth record and data records") {
+  check_link_vector(LinkVector{
+      kChaCha,
+      "54484f5202018eb4dacec87997b308e4d7423a1f403991850941a9ffed7d3708555aeca2fb6b",
+      "7a69ad5438cfd1a437051638ef0e76a3aa11f33e49fa5fcedb170e46ab917323017f79815069a9cfd095578fefffce5e8ca471b396d0adc87f"
+      "89d49d622ba1ae5e274e7408c1e72ed9de46f63637cf9d1a9ab972a6708b911a29804abc3bb30d3315106af60aa8fd5ae51f102ae59664ba"
+      "e24201b211f470b10f9e7d93978cf60a",
+      "00717b3baa5617f149ddb1a8b1edad32351f626caa225cf82662ae4ca2d0806624ad7f8379bd06599fe41c48119b6d3644fb357394ff8e36"
+      "eba9727315ea114ff85c6c530d3152fbb188ded30f0df6194dc9cd057fabaa422ecf56b8d444af2982efa8ac0fbb733b31a6fc4147f1d0"
+      "92eb15fe",
+      "3726defaedd475f694ba7a2c8456f00ddd19c5eb867e6580338cd5a13d9635f6",
+      "2b4f3bb028b9f834f11989ced6a6aeb0a87f74a8111eb28ddbad6f6294b42d85",
+  });
+}
+
+TEST_CASE("link known-answer vector, AES-256-GCM: hello, response, auth record and data records") {
+  if (!have_aes()) {
+    MESSAGE("this CPU has no AES-GCM instructions: AES-256-GCM is never offered here, nothing to check");
+    return;
+  }
+  check_link_vector(LinkVector{
+      kChaCha | kAes,
+      "54484f5202038eb4dacec87997b308e4d7423a1f403991850941a9ffed7d3708555aeca2fb6b",
+      "7a69ad5438cfd1a437051638ef0e76a3aa11f33e49fa5fcedb170e46ab917323027f79815069a9cfd095578fefffce5e8ca471b396d0adc87f"
+      "89d49d622ba1ae5e66d3bb8cd791963aa95b5a6b6fecbe10dbc84a1665fc6ca1eaba434071c20e3ab7830503f6e8b48347eee099690d3d9b"
+      "ba0dfcc85f5fd24cb3d7aaa15fcff70a",
+      "0071cc36836dc46b6e020d897d55c9c6c1abc99a218829d583d2e57351147701ce57bdfcebb4ac39ad3cf5ab52d92d46e599fedbe77d9483"
+      "5cef9604e04f7e8d2467256dbfdfa282a1ab48000483d7a4c628d8719b59c56b1121dbee6a49fb7ac8ae9bc60fb80f3b957aa34c10ec90dd"
+      "fc4623",
+      "a69b7a27458fc225dcc03c718ef5f0318ce249be6c77ba75f1944415eb784ecb",
+      "c09bc3503346c74cb79be39441ed0a5f6e22eaace00b7d750e3ad56b80449174",
+  });
+}
+
+TEST_CASE("link: cipher negotiation picks AES-256-GCM only when both sides have it") {
+  struct Case {
+    LinkCipherSet offer, accept;
+    std::optional<LinkCipher> expect;
+  };
+  std::vector<Case> cases = {
+      {kChaCha, kChaCha, LinkCipher::chacha20_poly1305},
+      {kChaCha, kChaCha | kAes, LinkCipher::chacha20_poly1305},
+      {kChaCha | kAes, kChaCha, LinkCipher::chacha20_poly1305},
+      {kAes, kChaCha, std::nullopt},
+  };
+  if (have_aes()) {
+    cases.push_back({kChaCha | kAes, kChaCha | kAes, LinkCipher::aes256_gcm});
+    cases.push_back({kAes, kAes, LinkCipher::aes256_gcm});
+  }
+  for (const Case& c : cases) {
+    CAPTURE(int(c.offer));
+    CAPTURE(int(c.accept));
+    Keys keys = make_keys();
+    DeterministicRng irng(81), rrng(82);
+    auto initiator = LinkSession::initiator(keys.responder.public_key(), nullptr, irng, c.offer);
+    auto responder = LinkSession::responder(keys.responder, rrng, c.accept);
+    Inbox at_i, at_r;
+    if (!c.expect) {
+      Status st = feed(responder, take(initiator), at_r, SIZE_MAX);
+      REQUIRE_FALSE(st.ok());
+      CHECK(st.error() == "link: no cipher in common: the initiator offers AES-256-GCM, this node accepts ChaCha20-Poly1305");
+      CHECK_FALSE(responder.has_output());
+      continue;
+    }
+    initiator.queue_cell(make_cell(7));
+    pump(initiator, at_i, responder, at_r);
+    REQUIRE(responder.established());
+    CHECK(initiator.cipher() == c.expect);
+    CHECK(responder.cipher() == c.expect);
+    REQUIRE(at_r.cells.size() == 1);
+    CHECK(at_r.cells[0] == make_cell(7));
+  }
+}
+
+TEST_CASE("link: an offer narrowed on the way (a downgrade) fails the initiator's signature check") {
+  Keys keys = make_keys();
+  DeterministicRng irng(83), rrng(84);
+  auto initiator = LinkSession::initiator(keys.responder.public_key(), nullptr, irng, kChaCha | kAes);
+  auto responder = LinkSession::responder(keys.responder, rrng, kChaCha | kAes);
+  Inbox at_i, at_r;
+  Bytes hello = take(initiator);
+  REQUIRE(hello[5] == (kChaCha | kAes));
+  hello[5] = kChaCha;  // someone on the path strips AES-256-GCM from the offer
+  REQUIRE(feed(responder, hello, at_r, SIZE_MAX).ok());
+  Bytes response = take(responder);
+  CHECK(response[32] == kChaCha);  // the responder answered the offer it saw...
+  Status st = feed(initiator, response, at_i, SIZE_MAX);
+  REQUIRE_FALSE(st.ok());  // ...which is not the one the initiator made
+  CHECK(contains(st.error(), "responder's signature does not verify"));
+  CHECK_FALSE(initiator.established());
+}
+
+TEST_CASE("link: the initiator refuses a signed choice of a cipher it did not offer") {
+  // A responder (hand-built: a real one never does this) that signs a choice outside the offer.
+  Keys keys = make_keys();
+  DeterministicRng irng(85), rrng(86);
+  X25519Keypair e_r = X25519Keypair::generate(rrng);
+  for (std::uint8_t chosen : {std::uint8_t{0x02}, std::uint8_t{0x03}, std::uint8_t{0x00}, std::uint8_t{0x80}}) {
+    CAPTURE(int(chosen));
+    auto fresh = LinkSession::initiator(keys.responder.public_key(), nullptr, irng, kChaCha);
+    Bytes h = take(fresh);
+    Bytes signed_part;
+    Writer(signed_part).bytes("thor-link-v2 responder").u8(kChaCha).u8(chosen).bytes(ByteView(h).subspan(6, 32))
+        .bytes(e_r.public_key.view());
+    Bytes response;
+    Writer(response).bytes(e_r.public_key.view()).u8(chosen).bytes(keys.responder.public_key().view())
+        .bytes(keys.responder.sign(signed_part).view());
+    Inbox at_i;
+    Status st = fresh.receive(response, at_i.sink());
+    REQUIRE_FALSE(st.ok());
+    CHECK(contains(st.error(), "link: responder chose cipher 0x"));
+    CHECK(contains(st.error(), "which is not one we offered (ChaCha20-Poly1305)"));
+    CHECK_FALSE(fresh.established());
+  }
 }
 
 TEST_CASE("link: cells both ways, in order, with identities proven") {
@@ -386,7 +518,7 @@ TEST_CASE("link: the responder refuses a bad initiator signature and malformed a
     Bytes rec = take(p.responder);
     REQUIRE(rec.size() == 2 + kCellSize + 16);
     Bytes plain(kCellSize);
-    CHECK(aead_open(p.raw.r2i, 0, ByteView(rec).first(2), ByteView(rec).subspan(2, kCellSize),
+    CHECK(aead_open(p.raw.cipher, p.raw.r2i, 0, ByteView(rec).first(2), ByteView(rec).subspan(2, kCellSize),
                     ByteView(rec).subspan(2 + kCellSize), plain));
     CHECK(plain == make_cell(9));
   }
@@ -478,17 +610,17 @@ TEST_CASE("link: bad magic and bad version are refused at once") {
     auto r = LinkSession::responder(keys.responder, rrng);
     Inbox in;
     Bytes hello;
-    Writer(hello).bytes("THOR").u8(2).zeros(32);
+    Writer(hello).bytes("THOR").u8(1).zeros(32);  // a thor-link-v1 hello
     Status st = feed(r, hello, in, 1);
     REQUIRE_FALSE(st.ok());
-    CHECK(st.error() == "link: unsupported link version 2 (we speak 1)");
+    CHECK(st.error() == "link: unsupported link version 1 (we speak 2)");
     CHECK_FALSE(r.has_output());
   }
   {
     auto r = LinkSession::responder(keys.responder, rrng);
     Inbox in;
     Bytes hello;
-    Writer(hello).bytes("THOR").u8(1).zeros(32);  // a low-order ephemeral key
+    Writer(hello).bytes("THOR").u8(2).u8(kChaCha).zeros(32);  // a low-order ephemeral key
     Status st = r.receive(hello, in.sink());
     REQUIRE_FALSE(st.ok());
     CHECK(contains(st.error(), "low-order"));
