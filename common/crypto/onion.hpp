@@ -6,14 +6,17 @@
 //
 // Integrity: the hop that originates a cell (the client for forward cells to hop i; hop i for
 // backward cells) writes tag = Poly1305(otk, payload with tag zeroed), with the one-time key
-// otk = ChaCha20-IETF(D, nonce = 0x00000000 | u64be(seq))[0..32], where D is that hop's digest key
-// for the direction and seq counts the cells this hop originated (or recognized) in that direction. A cell is "recognized" at a hop when, after removing the layer,
+// otk = ChaCha20-IETF(D, nonce = 0x00000000 | u64be(seq / 8))[32 * (seq % 8) .. +32], where D is
+// that hop's digest key for the direction and seq counts the cells this hop originated (or
+// recognized) in that direction: one 256-byte keystream gives the keys of eight consecutive cells.
+// A cell is "recognized" at a hop when, after removing the layer,
 // recognized == 0 and the tag matches (then seq advances). A cell flipped anywhere fails the tag at
 // its destination; a relay with no next hop, or a client where no hop recognizes it, tears the
 // circuit down.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -36,13 +39,23 @@ class LayerCipher {
 
 class IntegrityTagger {
  public:
-  explicit IntegrityTagger(const SymmetricKey& key) : key_(key) {}
+  explicit IntegrityTagger(const SymmetricKey& key);
+  IntegrityTagger(IntegrityTagger&&) noexcept;
+  IntegrityTagger& operator=(IntegrityTagger&&) noexcept;
+  ~IntegrityTagger();
   void seal(CellPayload& payload);              // writes recognized=0 and the tag; seq += 1
   bool check_and_advance(const CellPayload& payload);  // recognized == 0 and tag matches -> seq += 1
 
  private:
+  struct KeyBatch;  // the one-time keys of eight cells, made at once
+  void one_time_key(std::uint8_t (&otk)[32]);
+  void compute_tag(const CellPayload& payload, std::uint8_t (&tag)[16]);
+
   SymmetricKey key_;
   std::uint64_t seq_ = 0;
+  // Only for a tagger that carries a stream of cells (an exit, a client): one that sees a handful
+  // (a middle relay's EXTEND) derives each key alone and keeps no keystream.
+  std::unique_ptr<KeyBatch> batch_;
 };
 
 // The relay's state for the one hop it is on a circuit.
