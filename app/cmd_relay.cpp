@@ -29,6 +29,7 @@ struct RelayFlags {
   std::uint64_t bandwidth = 1'000'000;
   std::uint64_t onion_key_rotation_s = 7 * 24 * 3600;
   std::size_t max_circuits_per_link = relay::RelayLimits{}.max_circuits_per_link;
+  std::size_t max_circuits_per_relay_link = relay::RelayLimits{}.max_circuits_per_relay_link;
   std::size_t max_streams_per_circuit = relay::RelayLimits{}.max_streams_per_circuit;
   std::size_t max_links = relay::RelayLimits{}.max_links;
   std::uint64_t link_idle_timeout_s = relay::RelayLimits{}.link_idle_timeout_ms / 1000;
@@ -69,7 +70,11 @@ Runner add_relay_command(CLI::App& app) {
   sub->add_option("--bandwidth", f->bandwidth, "Advertised bandwidth in bytes per second")->capture_default_str();
   sub->add_option("--onion-key-rotation", f->onion_key_rotation_s, "Seconds between onion key rotations (0: never)")
       ->capture_default_str();
-  sub->add_option("--max-circuits-per-link", f->max_circuits_per_link)->capture_default_str();
+  sub->add_option("--max-circuits-per-link", f->max_circuits_per_link, "Circuits on one proxy's link")
+      ->capture_default_str();
+  sub->add_option("--max-circuits-per-relay-link", f->max_circuits_per_relay_link,
+                  "Circuits on the one link to or from another relay (all the circuits between the two)")
+      ->capture_default_str();
   sub->add_option("--max-streams-per-circuit", f->max_streams_per_circuit)->capture_default_str();
   sub->add_option("--max-links", f->max_links)->capture_default_str();
   sub->add_option("--link-idle-timeout", f->link_idle_timeout_s, "Seconds before a link without circuits closes")
@@ -119,6 +124,7 @@ Runner add_relay_command(CLI::App& app) {
     cfg.bandwidth = f->bandwidth;
     cfg.onion_key_rotation_ms = f->onion_key_rotation_s * 1000;
     cfg.limits.max_circuits_per_link = f->max_circuits_per_link;
+    cfg.limits.max_circuits_per_relay_link = f->max_circuits_per_relay_link;
     cfg.limits.max_streams_per_circuit = f->max_streams_per_circuit;
     cfg.limits.max_links = f->max_links;
     cfg.limits.link_idle_timeout_ms = f->link_idle_timeout_s * 1000;

@@ -77,8 +77,8 @@ void RelayServer::Impl::handle_extend(Circuit* c, const RelayMessageView& msg) {
     destroy_circuit(c, DestroyReason::connect_failed, true, false);
     return;
   }
-  if (link->circuits.size() >= config.limits.max_circuits_per_link) {
-    LOG_WARN("circuit " << c->serial << ": EXTEND refused, next link is full (max_circuits_per_link)");
+  if (link->circuits.size() >= circuit_limit(*link)) {
+    LOG_WARN("circuit " << c->serial << ": EXTEND refused, next link is full (max_circuits_per_relay_link)");
     destroy_circuit(c, DestroyReason::resource_limit, true, false);
     return;
   }

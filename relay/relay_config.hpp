@@ -14,7 +14,11 @@ namespace thor::relay {
 
 // Bounds against abuse and against unbounded memory. Times in milliseconds.
 struct RelayLimits {
-  std::size_t max_circuits_per_link = 4096;      // CREATE beyond this: DESTROY resource_limit
+  // CREATE (or EXTEND toward a link) beyond these: DESTROY resource_limit. A proxy's link carries
+  // one user's circuits; a link to another relay carries every circuit between the two, however
+  // many users that is (one link per relay pair), so it gets far more room.
+  std::size_t max_circuits_per_link = 4096;         // a link from a proxy (anonymous)
+  std::size_t max_circuits_per_relay_link = 65536;  // a link to or from a relay (proven identity)
   std::size_t max_streams_per_circuit = 512;     // BEGIN/RESOLVE beyond this: END resource_limit
   std::size_t max_links = 8192;                  // incoming links beyond this are closed at once
   std::size_t max_pending_link_handshakes = 256; // incoming links not yet authenticated

@@ -119,6 +119,8 @@ struct RelayServer::Impl {
   link::Channel::Callbacks link_callbacks(Link* link);
   Link* open_link(const HostPort& address, const crypto::Ed25519Public& identity);
   Link* find_relay_link(const crypto::Ed25519Public& identity);
+  // The circuit limit for this link: max_circuits_per_relay_link when the peer is a relay.
+  std::size_t circuit_limit(const Link& link) const;
   void on_link_established(Link* link);
   void on_link_cell(Link* link, Cell& cell);
   void on_link_closed(Link* link, const std::string& reason);

@@ -215,6 +215,10 @@ Link* RelayServer::Impl::find_relay_link(const crypto::Ed25519Public& identity) 
   return it->second;
 }
 
+std::size_t RelayServer::Impl::circuit_limit(const Link& link) const {
+  return link.identity ? config.limits.max_circuits_per_relay_link : config.limits.max_circuits_per_link;
+}
+
 void RelayServer::Impl::on_link_established(Link* link) {
   if (link->dead) return;
   link->established = true;
@@ -365,9 +369,9 @@ void RelayServer::Impl::handle_create(Link* link, Cell& cell) {
     send_cell(link, make_destroy_cell(id, DestroyReason::protocol));
     return;
   }
-  if (link->circuits.size() >= config.limits.max_circuits_per_link) {
-    LOG_WARN("link " << link->serial << ": CREATE refused, " << link->circuits.size()
-                     << " circuits on this link (max_circuits_per_link)");
+  if (link->circuits.size() >= circuit_limit(*link)) {
+    LOG_WARN("link " << link->serial << ": CREATE refused, " << link->circuits.size() << " circuits on this link ("
+                     << (link->identity ? "max_circuits_per_relay_link" : "max_circuits_per_link") << ")");
     send_cell(link, make_destroy_cell(id, DestroyReason::resource_limit));
     return;
   }
