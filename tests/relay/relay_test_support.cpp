@@ -1,39 +1,11 @@
 #include "tests/relay/relay_test_support.hpp"
 
+#include <doctest/doctest.h>
+
 #include <algorithm>
 #include <cstring>
 
 namespace thor::relay::test {
-
-TestLoop::TestLoop() { uv_loop_init(&loop); }
-
-TestLoop::~TestLoop() {
-  // Close whatever is still open (a test that failed half-way), then let the close callbacks run.
-  uv_walk(
-      &loop,
-      [](uv_handle_t* h, void*) {
-        if (!uv_is_closing(h)) uv_close(h, nullptr);
-      },
-      nullptr);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
-}
-
-bool run_until(uv_loop_t* loop, const std::function<bool()>& pred, double timeout_s) {
-  uv::Timer tick(loop);
-  tick.start(2, 2, [] {});  // wakes the loop so the condition is checked often
-  const std::uint64_t deadline = uv_hrtime() + static_cast<std::uint64_t>(timeout_s * 1e9);
-  while (!pred()) {
-    if (uv_hrtime() > deadline) return pred();
-    uv_run(loop, UV_RUN_ONCE);
-  }
-  return true;
-}
-
-void run_for(uv_loop_t* loop, double seconds) {
-  const std::uint64_t end = uv_hrtime() + static_cast<std::uint64_t>(seconds * 1e9);
-  run_until(loop, [end] { return uv_hrtime() >= end; }, seconds + 1);
-}
 
 namespace {
 std::uint64_t splitmix(std::uint64_t x) {
@@ -315,6 +287,29 @@ std::shared_ptr<CircuitProbe> build_circuit(circuit::CircuitClient& client, cons
   p->ref = client.build_circuit(path, std::move(cb));
   return p;
 }
+
+std::shared_ptr<CircuitProbe> built_circuit(uv_loop_t* loop, circuit::CircuitClient& client,
+                                            const std::vector<circuit::HopTarget>& path) {
+  auto c = build_circuit(client, path);
+  REQUIRE(c->ref != 0);
+  REQUIRE(run_until(loop, [&] { return c->done(); }));
+  REQUIRE_MESSAGE(c->built, (c->closed ? c->closed->message : std::string("not built")));
+  return c;
+}
+
+namespace {
+std::vector<int> first_n(int n) {
+  std::vector<int> out;
+  for (int i = 0; i < n; ++i) out.push_back(i);
+  return out;
+}
+}  // namespace
+
+CircuitFixture::CircuitFixture(uv_loop_t* loop, int count, const std::function<void(int, RelayConfig&)>& customize,
+                               const circuit::CircuitClientOptions& options)
+    : relays(loop, count, customize),
+      client(loop, options),
+      circ(built_circuit(loop, client, relays.path(first_n(count)))) {}
 
 void pump_stream(circuit::CircuitClient& client, StreamProbe& p) {
   constexpr std::size_t kChunk = 32 * 1024;

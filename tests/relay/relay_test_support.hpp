@@ -1,4 +1,4 @@
-// Test fixtures for the relay: a loop that runs until a condition holds, local TCP servers (echo,
+// Test fixtures for the relay: the shared test loop, local TCP servers (echo,
 // slow sink, fast source, HTTP), a set of in-process relays, and deterministic test data.
 #pragma once
 
@@ -17,20 +17,14 @@
 #include "common/uv/handle.hpp"
 #include "common/uv/tcp.hpp"
 #include "relay/relay_server.hpp"
+#include "tests/support/test_loop.hpp"
 
 namespace thor::relay::test {
 
-// A private loop; destroying it lets every handle close first.
-struct TestLoop {
-  uv_loop_t loop;
-  TestLoop();
-  ~TestLoop();
-  uv_loop_t* get() { return &loop; }
-};
-
-// Runs the loop until pred() holds or timeout_s passes; returns pred().
-bool run_until(uv_loop_t* loop, const std::function<bool()>& pred, double timeout_s = 20);
-void run_for(uv_loop_t* loop, double seconds);
+// The loop (declare it first in a test) and running it until a condition holds, in milliseconds.
+using ::thor::test::run_for;
+using ::thor::test::run_until;
+using ::thor::test::TestLoop;
 
 // Deterministic data: the bytes at [offset, offset+n) of the stream named by seed.
 Bytes pattern(std::uint64_t seed, std::uint64_t offset, std::size_t n);
@@ -206,9 +200,22 @@ struct StreamProbe {
 };
 
 std::shared_ptr<CircuitProbe> build_circuit(circuit::CircuitClient& client, const std::vector<circuit::HopTarget>& path);
+// Builds a circuit and runs the loop until it is built; the test stops (REQUIRE) if it is not.
+std::shared_ptr<CircuitProbe> built_circuit(uv_loop_t* loop, circuit::CircuitClient& client,
+                                            const std::vector<circuit::HopTarget>& path);
 std::shared_ptr<StreamProbe> open_stream(circuit::CircuitClient& client, circuit::CircuitRef circ,
                                          const HostPort& target, std::shared_ptr<StreamProbe> probe = nullptr);
 // Writes what the probe still has to send while the stream takes it.
 void pump_stream(circuit::CircuitClient& client, StreamProbe& probe);
+
+// The setup most circuit tests start from: `count` relays, a client, and one circuit built through
+// all of them in order. Declare it after the servers the relays reach, so that it goes first.
+struct CircuitFixture {
+  CircuitFixture(uv_loop_t* loop, int count, const std::function<void(int, RelayConfig&)>& customize = {},
+                 const circuit::CircuitClientOptions& options = {});
+  LocalRelays relays;
+  circuit::CircuitClient client;
+  std::shared_ptr<CircuitProbe> circ;
+};
 
 }  // namespace thor::relay::test

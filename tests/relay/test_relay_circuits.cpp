@@ -12,45 +12,35 @@ using circuit::CircuitClient;
 
 namespace {
 HostPort local(std::uint16_t port) { return {"127.0.0.1", port}; }
-
-std::shared_ptr<CircuitProbe> built_circuit(uv_loop_t* loop, CircuitClient& client, const std::vector<circuit::HopTarget>& path) {
-  auto c = build_circuit(client, path);
-  REQUIRE(c->ref != 0);
-  REQUIRE(run_until(loop, [&] { return c->done(); }));
-  REQUIRE_MESSAGE(c->built, (c->closed ? c->closed->message : std::string("not built")));
-  return c;
-}
 }  // namespace
 
 TEST_CASE("three relays carry megabytes to an echo server and back, intact") {
   TestLoop L;
   EchoServer echo(L.get());
-  LocalRelays relays(L.get(), 3);
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1, 2}));
+  CircuitFixture net(L.get(), 3);
 
   auto s = std::make_shared<StreamProbe>();
   s->outgoing = pattern(7, 0, 4 * 1024 * 1024 + 123);
-  open_stream(client, circ->ref, local(echo.port()), s);
-  REQUIRE(run_until(L.get(), [&] { return s->received.size() >= s->outgoing.size() || s->ended; }, 60));
+  open_stream(net.client, net.circ->ref, local(echo.port()), s);
+  REQUIRE(run_until(L.get(), [&] { return s->received.size() >= s->outgoing.size() || s->ended; }, 60'000));
   CHECK(s->connected);
   CHECK(s->address == "127.0.0.1");
   REQUIRE(s->received.size() == s->outgoing.size());
   CHECK(crypto::sha256(s->received) == crypto::sha256(s->outgoing));
 
   // Only the exit touched the server; the other two only forwarded.
-  CHECK(relays[2].stats().exit_bytes_written == s->outgoing.size());
-  CHECK(relays[2].stats().exit_bytes_read == s->outgoing.size());
-  CHECK(relays[0].stats().exit_bytes_written == 0);
-  CHECK(relays[1].stats().exit_bytes_written == 0);
-  CHECK(relays[0].stats().cells_received > 8000);
+  CHECK(net.relays[2].stats().exit_bytes_written == s->outgoing.size());
+  CHECK(net.relays[2].stats().exit_bytes_read == s->outgoing.size());
+  CHECK(net.relays[0].stats().exit_bytes_written == 0);
+  CHECK(net.relays[1].stats().exit_bytes_written == 0);
+  CHECK(net.relays[0].stats().cells_received > 8000);
 
   // Closing the stream frees it at the exit and closes the server's connection.
-  client.close_stream(s->ref);
-  CHECK(run_until(L.get(), [&] { return relays.streams() == 0 && echo.connections_open() == 0; }));
+  net.client.close_stream(s->ref);
+  CHECK(run_until(L.get(), [&] { return net.relays.streams() == 0 && echo.connections_open() == 0; }));
   // Destroying the circuit frees it on every relay.
-  client.destroy_circuit(circ->ref);
-  CHECK(run_until(L.get(), [&] { return relays.circuits() == 0; }));
+  net.client.destroy_circuit(net.circ->ref);
+  CHECK(run_until(L.get(), [&] { return net.relays.circuits() == 0; }));
 }
 
 TEST_CASE("data sent right before END reaches the server, then the connection closes") {
@@ -58,35 +48,31 @@ TEST_CASE("data sent right before END reaches the server, then the connection cl
   // per read, and END must not overtake it.
   TestLoop L;
   SinkServer sink(L.get(), 11);
-  LocalRelays relays(L.get(), 3);
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1, 2}));
-  auto s = open_stream(client, circ->ref, local(sink.port()));
+  CircuitFixture net(L.get(), 3);
+  auto s = open_stream(net.client, net.circ->ref, local(sink.port()));
   REQUIRE(run_until(L.get(), [&] { return s->connected || s->ended; }));
   REQUIRE(s->connected);
   const Bytes data = pattern(11, 0, 200 * kRelayMaxData + 17);
-  client.write(s->ref, ByteView(data));
-  client.close_stream(s->ref);
+  net.client.write(s->ref, ByteView(data));
+  net.client.close_stream(s->ref);
   REQUIRE(run_until(L.get(), [&] { return sink.peer_closed(); }));
   CHECK(sink.bytes_received() == data.size());
   CHECK_FALSE(sink.corrupted());
-  CHECK(relays[2].stats().exit_bytes_written == data.size());
+  CHECK(net.relays[2].stats().exit_bytes_written == data.size());
 }
 
 TEST_CASE("an HTTP request by hostname through three relays") {
   TestLoop L;
   HttpServer http(L.get());
-  LocalRelays relays(L.get(), 3);
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1, 2}));
+  CircuitFixture net(L.get(), 3);
 
   const std::size_t n = 1'500'000;
   auto s = std::make_shared<StreamProbe>();
   std::string req = "GET /bytes/" + std::to_string(n) + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
   s->outgoing.assign(req.begin(), req.end());
   // "localhost" is resolved at the exit, and the policy is checked against the address it got.
-  open_stream(client, circ->ref, {"localhost", http.port()}, s);
-  REQUIRE(run_until(L.get(), [&] { return s->ended.has_value(); }, 30));
+  open_stream(net.client, net.circ->ref, {"localhost", http.port()}, s);
+  REQUIRE(run_until(L.get(), [&] { return s->ended.has_value(); }, 30'000));
   CHECK(s->connected);
   CHECK(s->ended->reason == EndReason::done);
   std::string text(reinterpret_cast<const char*>(s->received.data()), s->received.size());
@@ -97,61 +83,57 @@ TEST_CASE("an HTTP request by hostname through three relays") {
   REQUIRE(body.size() == n);
   CHECK(crypto::sha256(body) == crypto::sha256(pattern(n, 0, n)));
   CHECK(http.requests() == 1);
-  CHECK(run_until(L.get(), [&] { return relays.streams() == 0; }));
+  CHECK(run_until(L.get(), [&] { return net.relays.streams() == 0; }));
 }
 
 TEST_CASE("many streams on one circuit, all at once") {
   TestLoop L;
   EchoServer echo(L.get());
-  LocalRelays relays(L.get(), 3);
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1, 2}));
+  CircuitFixture net(L.get(), 3);
 
   std::vector<std::shared_ptr<StreamProbe>> streams;
   for (int i = 0; i < 40; ++i) {
     auto s = std::make_shared<StreamProbe>();
     s->outgoing = pattern(100 + static_cast<std::uint64_t>(i), 0, 100'000 + static_cast<std::size_t>(i) * 997);
-    streams.push_back(open_stream(client, circ->ref, local(echo.port()), s));
+    streams.push_back(open_stream(net.client, net.circ->ref, local(echo.port()), s));
   }
   REQUIRE(run_until(L.get(), [&] {
     for (auto& s : streams)
       if (s->received.size() < s->outgoing.size() && !s->ended) return false;
     return true;
-  }, 60));
+  }, 60'000));
   for (auto& s : streams) {
     CHECK(!s->ended);
     CHECK(s->received == s->outgoing);
   }
-  CHECK(relays[2].stats().streams == 40);
+  CHECK(net.relays[2].stats().streams == 40);
   CHECK(echo.connections_accepted() == 40);
-  for (auto& s : streams) client.close_stream(s->ref);
-  CHECK(run_until(L.get(), [&] { return relays.streams() == 0 && echo.connections_open() == 0; }));
+  for (auto& s : streams) net.client.close_stream(s->ref);
+  CHECK(run_until(L.get(), [&] { return net.relays.streams() == 0 && echo.connections_open() == 0; }));
 }
 
 TEST_CASE("DESTROY in the middle of a transfer frees the circuit on every relay") {
   TestLoop L;
   EchoServer echo(L.get());
-  LocalRelays relays(L.get(), 3);
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1, 2}));
+  CircuitFixture net(L.get(), 3);
   auto s = std::make_shared<StreamProbe>();
   s->outgoing_seed = 9;
   s->outgoing_total = 50ull * 1024 * 1024;  // far more than will get through before the DESTROY
   s->keep_data = false;
-  open_stream(client, circ->ref, local(echo.port()), s);
-  REQUIRE(run_until(L.get(), [&] { return s->received_count > 1'000'000; }, 30));
-  CHECK(relays.circuits() == 3);
-  CHECK(relays.streams() == 1);
+  open_stream(net.client, net.circ->ref, local(echo.port()), s);
+  REQUIRE(run_until(L.get(), [&] { return s->received_count > 1'000'000; }, 30'000));
+  CHECK(net.relays.circuits() == 3);
+  CHECK(net.relays.streams() == 1);
 
-  client.destroy_circuit(circ->ref);
-  CHECK(run_until(L.get(), [&] { return relays.circuits() == 0; }));
-  CHECK(relays.streams() == 0);
+  net.client.destroy_circuit(net.circ->ref);
+  CHECK(run_until(L.get(), [&] { return net.relays.circuits() == 0; }));
+  CHECK(net.relays.streams() == 0);
   CHECK(run_until(L.get(), [&] { return echo.connections_open() == 0; }));
   // The relays keep working: a new circuit over the same links carries data.
-  auto c2 = built_circuit(L.get(), client, relays.path({0, 1, 2}));
+  auto c2 = built_circuit(L.get(), net.client, net.relays.path({0, 1, 2}));
   auto s2 = std::make_shared<StreamProbe>();
   s2->outgoing = pattern(10, 0, 5000);
-  open_stream(client, c2->ref, local(echo.port()), s2);
+  open_stream(net.client, c2->ref, local(echo.port()), s2);
   REQUIRE(run_until(L.get(), [&] { return s2->received.size() >= 5000; }));
   CHECK(s2->received == s2->outgoing);
 }
@@ -159,41 +141,39 @@ TEST_CASE("DESTROY in the middle of a transfer frees the circuit on every relay"
 TEST_CASE("a relay that dies mid-stream: the circuit is torn down and the client is told") {
   TestLoop L;
   EchoServer echo(L.get());
-  LocalRelays relays(L.get(), 3);
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1, 2}));
+  CircuitFixture net(L.get(), 3);
   auto s = std::make_shared<StreamProbe>();
   s->outgoing_seed = 11;
   s->outgoing_total = 50ull * 1024 * 1024;
   s->keep_data = false;
-  open_stream(client, circ->ref, local(echo.port()), s);
-  REQUIRE(run_until(L.get(), [&] { return s->received_count > 500'000; }, 30));
+  open_stream(net.client, net.circ->ref, local(echo.port()), s);
+  REQUIRE(run_until(L.get(), [&] { return s->received_count > 500'000; }, 30'000));
 
-  relays.stop(1);  // the middle relay goes away
-  REQUIRE(run_until(L.get(), [&] { return circ->closed.has_value(); }));
-  CHECK(circ->closed->reason == DestroyReason::channel_closed);
+  net.relays.stop(1);  // the middle relay goes away
+  REQUIRE(run_until(L.get(), [&] { return net.circ->closed.has_value(); }));
+  CHECK(net.circ->closed->reason == DestroyReason::channel_closed);
   CHECK(s->ended.has_value());
   CHECK(s->ended->circuit_closed);
   // The guard and the exit freed their halves; the exit closed the server connection.
-  CHECK(run_until(L.get(), [&] { return relays[0].stats().circuits == 0 && relays[2].stats().circuits == 0; }));
-  CHECK(relays[2].stats().streams == 0);
+  CHECK(run_until(L.get(), [&] { return net.relays[0].stats().circuits == 0 && net.relays[2].stats().circuits == 0; }));
+  CHECK(net.relays[2].stats().streams == 0);
   CHECK(run_until(L.get(), [&] { return echo.connections_open() == 0; }));
 }
 
 TEST_CASE("the exit policy: a refused port ends with exit_policy, and names are checked after resolving") {
   TestLoop L;
   EchoServer echo(L.get());
-  LocalRelays relays(L.get(), 3, [&](int i, RelayConfig& c) {
+  CircuitFixture net(L.get(), 3, [&](int i, RelayConfig& c) {
     if (i == 2) c.exit_policy = ExitPolicy::parse("accept 127.0.0.1:" + std::to_string(echo.port()) + ", reject *:*").value();
   });
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1, 2}));
 
-  auto refused = open_stream(client, circ->ref, local(static_cast<std::uint16_t>(echo.port() == 1 ? 2 : echo.port() - 1)));
-  auto allowed = open_stream(client, circ->ref, local(echo.port()));
+  const auto closed_port = static_cast<std::uint16_t>(echo.port() == 1 ? 2 : echo.port() - 1);
+  auto refused = open_stream(net.client, net.circ->ref, local(closed_port));
+  auto allowed = open_stream(net.client, net.circ->ref, local(echo.port()));
   // A name: only its addresses that the policy accepts are tried (127.0.0.1, not ::1).
-  auto by_name = open_stream(client, circ->ref, {"localhost", echo.port()});
-  auto refused_name = open_stream(client, circ->ref, {"localhost", static_cast<std::uint16_t>(echo.port() ^ 1)});
+  auto by_name = open_stream(net.client, net.circ->ref, {"localhost", echo.port()});
+  auto refused_name =
+      open_stream(net.client, net.circ->ref, {"localhost", static_cast<std::uint16_t>(echo.port() ^ 1)});
   REQUIRE(run_until(L.get(), [&] {
     return refused->ended && allowed->connected && by_name->connected && refused_name->ended;
   }));
@@ -202,20 +182,18 @@ TEST_CASE("the exit policy: a refused port ends with exit_policy, and names are 
   CHECK(!refused->ended->circuit_closed);
   CHECK(by_name->address == "127.0.0.1");
   CHECK(echo.connections_accepted() == 2);
-  CHECK(relays[2].stats().exit_policy_refusals == 2);
-  CHECK(client.circuit_open(circ->ref));
+  CHECK(net.relays[2].stats().exit_policy_refusals == 2);
+  CHECK(net.client.circuit_open(net.circ->ref));
 }
 
 TEST_CASE("a hostname that resolves to loopback is refused when the policy rejects private addresses") {
   TestLoop L;
   EchoServer echo(L.get());
-  LocalRelays relays(L.get(), 3, [](int i, RelayConfig& c) {
+  CircuitFixture net(L.get(), 3, [](int i, RelayConfig& c) {
     if (i == 2) c.exit_policy = ExitPolicy::default_exit();  // reject private:*, accept *:*
   });
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1, 2}));
-  auto by_name = open_stream(client, circ->ref, {"localhost", echo.port()});
-  auto by_ip = open_stream(client, circ->ref, local(echo.port()));
+  auto by_name = open_stream(net.client, net.circ->ref, {"localhost", echo.port()});
+  auto by_ip = open_stream(net.client, net.circ->ref, local(echo.port()));
   REQUIRE(run_until(L.get(), [&] { return by_name->ended && by_ip->ended; }));
   CHECK(by_name->ended->reason == EndReason::exit_policy);
   CHECK(by_ip->ended->reason == EndReason::exit_policy);
@@ -225,9 +203,7 @@ TEST_CASE("a hostname that resolves to loopback is refused when the policy rejec
 TEST_CASE("END reasons: connection refused, and done when the server closes") {
   TestLoop L;
   HttpServer http(L.get());
-  LocalRelays relays(L.get(), 1);
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0}));
+  CircuitFixture net(L.get(), 1);
   // A port nobody listens on: bind one, note it, close it.
   std::uint16_t dead_port;
   {
@@ -235,38 +211,36 @@ TEST_CASE("END reasons: connection refused, and done when the server closes") {
     REQUIRE(l.listen(local(0), [](std::unique_ptr<uv::TcpConnection>) {}));
     dead_port = l.bound_port();
   }
-  run_for(L.get(), 0.05);
-  auto refused = open_stream(client, circ->ref, local(dead_port));
+  run_for(L.get(), 50);
+  auto refused = open_stream(net.client, net.circ->ref, local(dead_port));
   REQUIRE(run_until(L.get(), [&] { return refused->ended.has_value(); }));
   CHECK(refused->ended->reason == EndReason::connect_refused);
 
   auto s = std::make_shared<StreamProbe>();
   std::string req = "GET /bytes/10 HTTP/1.0\r\n\r\n";
   s->outgoing.assign(req.begin(), req.end());
-  open_stream(client, circ->ref, local(http.port()), s);
+  open_stream(net.client, net.circ->ref, local(http.port()), s);
   REQUIRE(run_until(L.get(), [&] { return s->ended.has_value(); }));
   CHECK(s->ended->reason == EndReason::done);
-  CHECK(relays.streams() == 0);
+  CHECK(net.relays.streams() == 0);
 }
 
 TEST_CASE("RESOLVE at the exit") {
   TestLoop L;
-  LocalRelays relays(L.get(), 2);
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1}));
+  CircuitFixture net(L.get(), 2);
   std::optional<circuit::ResolveOutcome> out;
-  REQUIRE(client.resolve(circ->ref, "localhost", [&](const circuit::ResolveOutcome& o) { out = o; }) != 0);
+  REQUIRE(net.client.resolve(net.circ->ref, "localhost", [&](const circuit::ResolveOutcome& o) { out = o; }) != 0);
   REQUIRE(run_until(L.get(), [&] { return out.has_value(); }));
   REQUIRE(!out->failed);
   bool has_loopback = false;
   for (auto& a : out->answers) has_loopback |= (a.value == "127.0.0.1" || a.value == "::1");
   CHECK(has_loopback);
   out.reset();
-  REQUIRE(client.resolve(circ->ref, "192.0.2.7", [&](const circuit::ResolveOutcome& o) { out = o; }) != 0);
+  REQUIRE(net.client.resolve(net.circ->ref, "192.0.2.7", [&](const circuit::ResolveOutcome& o) { out = o; }) != 0);
   REQUIRE(run_until(L.get(), [&] { return out.has_value(); }));
   REQUIRE(out->answers.size() == 1);
   CHECK(out->answers[0].value == "192.0.2.7");
-  CHECK(relays.streams() == 0);
+  CHECK(net.relays.streams() == 0);
 }
 
 TEST_CASE("a tampered relay cell destroys the circuit and delivers no bytes") {
@@ -310,19 +284,17 @@ TEST_CASE("a tampered relay cell destroys the circuit and delivers no bytes") {
 TEST_CASE("limits: streams per circuit and circuits per link") {
   TestLoop L;
   EchoServer echo(L.get());
-  LocalRelays relays(L.get(), 2, [](int, RelayConfig& c) {
+  CircuitFixture net(L.get(), 2, [](int, RelayConfig& c) {
     c.limits.max_streams_per_circuit = 3;
     c.limits.max_circuits_per_link = 2;
   });
-  CircuitClient client(L.get());
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1}));
   std::vector<std::shared_ptr<StreamProbe>> ss;
-  for (int i = 0; i < 4; ++i) ss.push_back(open_stream(client, circ->ref, local(echo.port())));
+  for (int i = 0; i < 4; ++i) ss.push_back(open_stream(net.client, net.circ->ref, local(echo.port())));
   REQUIRE(run_until(L.get(), [&] { return ss[0]->connected && ss[1]->connected && ss[2]->connected && ss[3]->ended; }));
   CHECK(ss[3]->ended->reason == EndReason::resource_limit);
 
-  auto c2 = build_circuit(client, relays.path({0, 1}));
-  auto c3 = build_circuit(client, relays.path({0, 1}));
+  auto c2 = build_circuit(net.client, net.relays.path({0, 1}));
+  auto c3 = build_circuit(net.client, net.relays.path({0, 1}));
   REQUIRE(run_until(L.get(), [&] { return c2->done() && c3->done(); }));
   CHECK(c2->built);
   REQUIRE(c3->closed.has_value());
@@ -370,25 +342,23 @@ TEST_CASE("onion key rotation: the previous key works for one more period, then 
 
 TEST_CASE("idle links are closed, idle circuits destroyed") {
   TestLoop L;
-  LocalRelays relays(L.get(), 2, [](int, RelayConfig& c) {
+  circuit::CircuitClientOptions opts;
+  opts.idle_link_timeout_ms = 60'000;  // the client keeps its link; the relay decides
+  CircuitFixture net(L.get(), 2, [](int, RelayConfig& c) {
     c.limits.link_idle_timeout_ms = 200;
     c.limits.circuit_idle_timeout_ms = 300;
     c.limits.housekeeping_interval_ms = 50;
-  });
-  circuit::CircuitClientOptions opts;
-  opts.idle_link_timeout_ms = 60'000;  // the client keeps its link; the relay decides
-  CircuitClient client(L.get(), opts);
-  auto circ = built_circuit(L.get(), client, relays.path({0, 1}));
-  CHECK(relays[0].stats().links == 2);
+  }, opts);
+  CHECK(net.relays[0].stats().links == 2);
   // Nothing is sent: the circuit times out on both relays, then the links go idle and close.
-  REQUIRE(run_until(L.get(), [&] { return circ->closed.has_value(); }, 5));
-  CHECK(relays.circuits() == 0);
-  CHECK(run_until(L.get(), [&] { return relays[0].stats().links == 0 && relays[1].stats().links == 0; }, 5));
+  REQUIRE(run_until(L.get(), [&] { return net.circ->closed.has_value(); }, 5000));
+  CHECK(net.relays.circuits() == 0);
+  CHECK(run_until(L.get(), [&] { return net.relays[0].stats().links == 0 && net.relays[1].stats().links == 0; }, 5000));
 }
 
 TEST_CASE("the onion key rotates by itself every period") {
   TestLoop L;
   LocalRelays relays(L.get(), 1, [](int, RelayConfig& c) { c.onion_key_rotation_ms = 100; });
   auto first = relays[0].descriptor().onion_key;
-  CHECK(run_until(L.get(), [&] { return !(relays[0].descriptor().onion_key == first); }, 5));
+  CHECK(run_until(L.get(), [&] { return !(relays[0].descriptor().onion_key == first); }, 5000));
 }

@@ -30,18 +30,18 @@ directory::DirectoryServer::Config directory_config(const crypto::IdentityKey& k
 std::optional<dir::Consensus> fetch(uv_loop_t* loop, const HostPort& dir, const crypto::Ed25519Public& key) {
   std::optional<Result<dir::Consensus>> got;
   auto token = dir::fetch_consensus(loop, dir, key, [&](Result<dir::Consensus> r) { got = std::move(r); });
-  if (!run_until(loop, [&] { return got.has_value(); }, 10) || !*got) return std::nullopt;
+  if (!run_until(loop, [&] { return got.has_value(); }, 10'000) || !*got) return std::nullopt;
   return std::move(**got);
 }
 
 // Polls the directory until `pred` holds for its consensus.
 std::optional<dir::Consensus> fetch_until(uv_loop_t* loop, const HostPort& dir, const crypto::Ed25519Public& key,
-                                          const std::function<bool(const dir::Consensus&)>& pred, double timeout_s = 10) {
-  const std::uint64_t deadline = uv_hrtime() + static_cast<std::uint64_t>(timeout_s * 1e9);
+                                          const std::function<bool(const dir::Consensus&)>& pred, std::uint64_t limit_ms = 10'000) {
+  const std::uint64_t deadline = uv_hrtime() + limit_ms * 1'000'000;
   while (uv_hrtime() < deadline) {
     auto c = fetch(loop, dir, key);
     if (c && pred(*c)) return c;
-    run_for(loop, 0.05);
+    run_for(loop, 50);
   }
   return std::nullopt;
 }
@@ -70,7 +70,8 @@ TEST_CASE("relays join the directory, and a circuit built from the consensus car
     c.bandwidth = 1000u * static_cast<unsigned>(i + 1);
   });
   for (int i = 0; i < 3; ++i) relays[i].on_registered([&] { ++joins; });
-  REQUIRE(run_until(L.get(), [&] { return relays[0].registered() && relays[1].registered() && relays[2].registered(); }, 10));
+  REQUIRE(run_until(
+      L.get(), [&] { return relays[0].registered() && relays[1].registered() && relays[2].registered(); }, 10'000));
 
   auto consensus = fetch_until(L.get(), dir_addr, dir_key.public_key(),
                                [](const dir::Consensus& c) { return c.relays.size() == 3; });
@@ -124,16 +125,16 @@ TEST_CASE("relays join the directory, and a circuit built from the consensus car
     const int joins_before = joins;
     dserver->stop();
     dserver.reset();
-    run_for(L.get(), 0.3);
+    run_for(L.get(), 300);
     dserver = std::make_unique<directory::DirectoryServer>(L.get(), directory_config(dir_key, dir_addr.port));
     REQUIRE(dserver->start());
-    REQUIRE(run_until(L.get(), [&] { return joins >= joins_before + 3; }, 15));
+    REQUIRE(run_until(L.get(), [&] { return joins >= joins_before + 3; }, 15'000));
     auto c = fetch_until(L.get(), dir_addr, dir_key.public_key(),
                          [](const dir::Consensus& c) { return c.relays.size() == 3; });
     CHECK(c.has_value());
   }
   client.destroy_circuit(probe->ref);
-  run_for(L.get(), 0.05);
+  run_for(L.get(), 50);
   relays.stop(0);
   relays.stop(1);
   relays.stop(2);

@@ -9,7 +9,6 @@
 using namespace thor;
 using namespace thor::relay;
 using namespace thor::relay::test;
-using circuit::CircuitClient;
 
 namespace {
 HostPort local(std::uint16_t port) { return {"127.0.0.1", port}; }
@@ -35,25 +34,21 @@ TEST_CASE("a slow server under 50 MB from the client: the exit holds at most its
   TestLoop L;
   SinkServer sink(L.get(), 21);
   sink.set_stalled(true);
-  LocalRelays relays(L.get(), 3);
   const RelayLimits lim;
-  CircuitClient client(L.get());
-  auto circ = build_circuit(client, relays.path({0, 1, 2}));
-  REQUIRE(run_until(L.get(), [&] { return circ->done(); }));
-  REQUIRE(circ->built);
+  CircuitFixture net(L.get(), 3);
 
   const std::uint64_t total = 50ull * 1024 * 1024;
   auto s = std::make_shared<StreamProbe>();
   s->outgoing_seed = 21;
   s->outgoing_total = total;
-  open_stream(client, circ->ref, local(sink.port()), s);
+  open_stream(net.client, net.circ->ref, local(sink.port()), s);
   REQUIRE(run_until(L.get(), [&] { return s->connected; }));
 
   // The server reads nothing for a while: the client must end up blocked by the windows, and
   // the exit must hold no more than its stream bound plus one window.
-  CHECK(run_until(L.get(), [&] { return !client.can_write(s->ref); }, 20));
-  run_for(L.get(), 0.5);  // whatever was still in flight lands
-  auto exit = relays[2].stats();
+  CHECK(run_until(L.get(), [&] { return !net.client.can_write(s->ref); }, 20'000));
+  run_for(L.get(), 500);  // whatever was still in flight lands
+  auto exit = net.relays[2].stats();
   INFO("exit holds " << exit.stream_queued_bytes << " bytes, peak " << exit.peak_stream_queued_bytes);
   CHECK(exit.stream_queued_bytes <= lim.stream_queue_high + kStreamWindowBytes);
   CHECK(s->sent < total / 4);
@@ -61,45 +56,41 @@ TEST_CASE("a slow server under 50 MB from the client: the exit holds at most its
   // Then it reads slowly (about 20 MB/s) until everything has arrived, intact.
   sink.set_rate(200 * 1024);
   sink.set_stalled(false);
-  REQUIRE(run_until(L.get(), [&] { return sink.bytes_received() >= total || s->ended.has_value(); }, 90));
+  REQUIRE(run_until(L.get(), [&] { return sink.bytes_received() >= total || s->ended.has_value(); }, 90'000));
   CHECK(sink.bytes_received() == total);
   CHECK(!sink.corrupted());
-  CHECK(max_peak_stream(relays) <= lim.stream_queue_high + kStreamWindowBytes + kReadSlack);
-  CHECK(max_peak_link(relays) <= lim.link_queue_high + kReadSlack);
-  CHECK(relays[2].stats().exit_bytes_written == total);
+  CHECK(max_peak_stream(net.relays) <= lim.stream_queue_high + kStreamWindowBytes + kReadSlack);
+  CHECK(max_peak_link(net.relays) <= lim.link_queue_high + kReadSlack);
+  CHECK(net.relays[2].stats().exit_bytes_written == total);
 }
 
 TEST_CASE("a slow client under a fast server: the exit stops reading instead of queueing") {
   TestLoop L;
   const std::uint64_t total = 20ull * 1024 * 1024;
   SourceServer source(L.get(), 33, total);
-  LocalRelays relays(L.get(), 3);
   const RelayLimits lim;
-  CircuitClient client(L.get());
-  auto circ = build_circuit(client, relays.path({0, 1, 2}));
-  REQUIRE(run_until(L.get(), [&] { return circ->done(); }));
-  REQUIRE(circ->built);
+  CircuitFixture net(L.get(), 3);
   auto s = std::make_shared<StreamProbe>();
   s->keep_data = false;
   s->check_seed = 33;
-  open_stream(client, circ->ref, local(source.port()), s);
+  open_stream(net.client, net.circ->ref, local(source.port()), s);
   REQUIRE(run_until(L.get(), [&] { return s->connected; }));
-  client.pause_reading(s->ref);  // withholds SENDMEs: the exit may send one window, then waits
+  net.client.pause_reading(s->ref);  // withholds SENDMEs: the exit may send one window, then waits
   const std::uint64_t at_pause = s->received_count;
 
-  CHECK(run_until(L.get(), [&] { return relays[2].stats().stream_pauses >= 1; }, 20));
-  run_for(L.get(), 0.5);
+  CHECK(run_until(L.get(), [&] { return net.relays[2].stats().stream_pauses >= 1; }, 20'000));
+  run_for(L.get(), 500);
   CHECK(s->received_count - at_pause <= kStreamWindowBytes);
-  auto exit = relays[2].stats();
+  auto exit = net.relays[2].stats();
   CHECK(exit.stream_queued_bytes <= 64 * 1024);  // at most one read waits for the window
   CHECK(source.bytes_sent() < total);
 
-  client.resume_reading(s->ref);
-  REQUIRE(run_until(L.get(), [&] { return s->received_count >= total || s->ended.has_value(); }, 60));
+  net.client.resume_reading(s->ref);
+  REQUIRE(run_until(L.get(), [&] { return s->received_count >= total || s->ended.has_value(); }, 60'000));
   CHECK(s->received_count == total);
   CHECK(!s->corrupted);
-  CHECK(max_peak_stream(relays) <= 64 * 1024 + kReadSlack);
-  CHECK(max_peak_link(relays) <= lim.link_queue_high + kReadSlack);
+  CHECK(max_peak_stream(net.relays) <= 64 * 1024 + kReadSlack);
+  CHECK(max_peak_link(net.relays) <= lim.link_queue_high + kReadSlack);
 }
 
 TEST_CASE("a client that stops reading its link: every relay stops reading from the next") {
@@ -121,8 +112,9 @@ TEST_CASE("a client that stops reading its link: every relay stops reading from 
   raw.channel().pause_reading();  // the CONNECTEDs and the data pile up in front of the client
   raw.pump();
 
-  CHECK(run_until(L.get(), [&] { return relays[0].stats().link_pauses >= 1 && relays[1].stats().link_pauses >= 1; }, 20));
-  run_for(L.get(), 0.5);
+  CHECK(run_until(
+      L.get(), [&] { return relays[0].stats().link_pauses >= 1 && relays[1].stats().link_pauses >= 1; }, 20'000));
+  run_for(L.get(), 500);
   auto guard = relays[0].stats();
   INFO("guard queued " << guard.link_queued_bytes << ", peak " << guard.peak_link_queued_bytes);
   CHECK(max_peak_link(relays) <= lim.link_queue_high + kReadSlack);
@@ -130,7 +122,7 @@ TEST_CASE("a client that stops reading its link: every relay stops reading from 
 
   raw.channel().resume_reading();
   const std::uint64_t total = per_stream * circuits;
-  REQUIRE(run_until(L.get(), [&] { return raw.data_bytes >= total || raw.has_event(T::closed); }, 60));
+  REQUIRE(run_until(L.get(), [&] { return raw.data_bytes >= total || raw.has_event(T::closed); }, 60'000));
   CHECK(raw.data_bytes == total);
   CHECK(max_peak_link(relays) <= lim.link_queue_high + kReadSlack);
 }

@@ -164,12 +164,12 @@ TEST_CASE("three `thor relay` processes and `thor directory` carry a stream to a
   while (uv_hrtime() < deadline) {
     std::optional<Result<dir::Consensus>> got;
     token = dir::fetch_consensus(L.get(), dir_addr, *dir_pub, [&](Result<dir::Consensus> r) { got = std::move(r); });
-    run_until(L.get(), [&] { return got.has_value(); }, 5);
+    run_until(L.get(), [&] { return got.has_value(); }, 5000);
     if (got && *got && (*got)->relays.size() == 3) {
       consensus = std::move(**got);
       break;
     }
-    run_for(L.get(), 0.1);
+    run_for(L.get(), 100);
   }
   REQUIRE_MESSAGE(consensus.has_value(), "directory log:\n" << directory.log() << "\nrelay1 log:\n" << relays[0]->log());
 
@@ -185,13 +185,13 @@ TEST_CASE("three `thor relay` processes and `thor directory` carry a stream to a
   cb.on_built = [circ] { circ->built = true; };
   cb.on_closed = [circ](const circuit::CircuitClosed& c) { circ->closed = c; };
   circ->ref = client.build_circuit(path, std::move(cb));
-  REQUIRE(run_until(L.get(), [&] { return circ->done(); }, 15));
+  REQUIRE(run_until(L.get(), [&] { return circ->done(); }, 15'000));
   REQUIRE_MESSAGE(circ->built, (circ->closed ? circ->closed->message : std::string()));
 
   auto s = std::make_shared<StreamProbe>();
   s->outgoing = pattern(5, 0, 2'000'000);
   open_stream(client, circ->ref, {"127.0.0.1", echo.port()}, s);
-  REQUIRE(run_until(L.get(), [&] { return s->received.size() >= s->outgoing.size() || s->ended; }, 30));
+  REQUIRE(run_until(L.get(), [&] { return s->received.size() >= s->outgoing.size() || s->ended; }, 30'000));
   REQUIRE(s->received.size() == s->outgoing.size());
   CHECK(crypto::sha256(s->received) == crypto::sha256(s->outgoing));
 
@@ -201,12 +201,12 @@ TEST_CASE("three `thor relay` processes and `thor directory` carry a stream to a
   s2->outgoing_total = 200ull * 1024 * 1024;
   s2->keep_data = false;
   open_stream(client, circ->ref, {"127.0.0.1", echo.port()}, s2);
-  REQUIRE(run_until(L.get(), [&] { return s2->received_count > 200'000; }, 15));
+  REQUIRE(run_until(L.get(), [&] { return s2->received_count > 200'000; }, 15'000));
   relays[1]->signal(SIGKILL);
-  REQUIRE(run_until(L.get(), [&] { return circ->closed.has_value(); }, 10));
+  REQUIRE(run_until(L.get(), [&] { return circ->closed.has_value(); }, 10'000));
   CHECK(circ->closed->reason == DestroyReason::channel_closed);
   CHECK(s2->ended.has_value());
-  CHECK(run_until(L.get(), [&] { return echo.connections_open() == 0; }, 10));
+  CHECK(run_until(L.get(), [&] { return echo.connections_open() == 0; }, 10'000));
 
   // The others stop cleanly on SIGTERM.
   for (std::size_t i : {0u, 2u}) {
