@@ -1,5 +1,5 @@
-// Running a libuv loop in tests: until a condition holds or a deadline passes, and small clients
-// (raw HTTP, raw directory protocol) that live on the same loop as the daemon under test.
+// Running a libuv loop in tests (the shared TestLoop, run_until, run_for), and small clients (raw
+// HTTP, raw directory protocol) that live on the same loop as the daemon under test.
 #pragma once
 
 #include <uv.h>
@@ -14,26 +14,14 @@
 #include "common/dir/dir_protocol.hpp"
 #include "common/uv/handle.hpp"
 #include "common/uv/tcp.hpp"
+#include "tests/support/test_loop.hpp"
 
 namespace thor::dir::testing {
 
-// Runs the loop until pred() is true (checked every 2 ms) or timeout_ms passes; returns pred().
-inline bool run_until(uv_loop_t* loop, const std::function<bool()>& pred, std::uint64_t timeout_ms) {
-  if (pred()) return true;
-  std::uint64_t deadline = uv_now(loop) + timeout_ms;
-  uv::Timer t(loop);
-  t.start(2, 2, [&] {
-    if (pred() || uv_now(loop) >= deadline) uv_stop(loop);
-  });
-  uv_run(loop, UV_RUN_DEFAULT);
-  t.stop();
-  return pred();
-}
-
-// Runs the loop for about ms milliseconds.
-inline void run_for(uv_loop_t* loop, std::uint64_t ms) {
-  run_until(loop, [] { return false; }, ms);
-}
+// The loop (declare it first in a test) and running it until a condition holds, in milliseconds.
+using ::thor::test::run_for;
+using ::thor::test::run_until;
+using ::thor::test::TestLoop;
 
 // A client that sends bytes and collects everything until the server closes.
 struct RawClient {

@@ -22,16 +22,6 @@ namespace {
 
 constexpr std::uint64_t kInterval = 150;
 
-struct Loop {
-  uv_loop_t loop{};
-  Loop() { uv_loop_init(&loop); }
-  ~Loop() {
-    uv_run(&loop, UV_RUN_DEFAULT);  // let close callbacks run
-    uv_loop_close(&loop);
-  }
-  uv_loop_t* get() { return &loop; }
-};
-
 directory::DirectoryServer::Config config_for(const crypto::IdentityKey& key, std::uint16_t listen_port = 0) {
   directory::DirectoryServer::Config c;
   c.listen = HostPort{"127.0.0.1", listen_port};
@@ -121,7 +111,7 @@ struct SilentRelay {
 }  // namespace
 
 TEST_CASE("directory in-process: stand-ins join, the consensus and /relays list them, silence and stops remove them") {
-  Loop L;
+  TestLoop L;
   crypto::DeterministicRng rng(100);
   auto dir_key = crypto::IdentityKey::generate(rng);
   directory::DirectoryServer server(L.get(), config_for(dir_key));
@@ -291,7 +281,7 @@ TEST_CASE("directory in-process: stand-ins join, the consensus and /relays list 
 }
 
 TEST_CASE("directory in-process: bad joins and bad frames get an error reply; the daemon keeps serving") {
-  Loop L;
+  TestLoop L;
   crypto::DeterministicRng rng(101);
   auto dir_key = crypto::IdentityKey::generate(rng);
   directory::DirectoryServer server(L.get(), config_for(dir_key));
@@ -352,7 +342,7 @@ TEST_CASE("directory in-process: bad joins and bad frames get an error reply; th
 }
 
 TEST_CASE("directory in-process: bad HTTP gets 400/404/405/408/431 and the server keeps serving") {
-  Loop L;
+  TestLoop L;
   crypto::DeterministicRng rng(102);
   auto dir_key = crypto::IdentityKey::generate(rng);
   directory::DirectoryServer server(L.get(), config_for(dir_key));
@@ -404,7 +394,7 @@ TEST_CASE("directory in-process: bad HTTP gets 400/404/405/408/431 and the serve
 }
 
 TEST_CASE("directory in-process: a port in use is a clear error") {
-  Loop L;
+  TestLoop L;
   crypto::DeterministicRng rng(103);
   auto dir_key = crypto::IdentityKey::generate(rng);
   directory::DirectoryServer first(L.get(), config_for(dir_key));
@@ -425,7 +415,7 @@ TEST_CASE("directory in-process: a port in use is a clear error") {
 }
 
 TEST_CASE("directory clients: a closed port is a clear error; callbacks may destroy their owners") {
-  Loop L;
+  TestLoop L;
   crypto::DeterministicRng rng(104);
   auto dir_key = crypto::IdentityKey::generate(rng);
   std::uint16_t free_port = 0;
