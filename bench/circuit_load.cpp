@@ -11,10 +11,10 @@
 // the relay is the only hop; with more, it is the first hop and the others come from the consensus.
 // Building is paced: at most --in-flight builds (and stream opens) outstanding, and at most --rate
 // new circuits per second when given, so the relay's per-link and pending-extend limits are not what
-// is measured (8 links keep 10,000 circuits under max_circuits_per_link, 4096). With --hops > 1 the
-// circuits between two relays all share their one relay-to-relay link, so a relay with default
-// limits refuses (resource_limit) any beyond 4096 there; the report says so. With --streams every built circuit opens one stream, to --stream-target or to a
-// loopback echo server of this tool (then each stream is also checked with a short echo).
+// is measured (8 links keep 10,000 circuits under max_circuits_per_link, 4096 for a proxy's link).
+// With --hops > 1 the circuits between two relays all share their one relay-to-relay link, limited
+// by max_circuits_per_relay_link (65536). With --streams every built circuit opens one stream, to
+// --stream-target or to a loopback echo server of this tool (then each stream is also checked with a short echo).
 //
 // stdout gets two JSON lines (or one {"event":"error",...} when it cannot start): {"event":"built",...} once every circuit is built or has
 // failed (with the failures by reason), and {"event":"released",...} when the hold ends (stdin
@@ -233,9 +233,10 @@ class Load {
     j["interrupted"] = interrupted;
     if (failures_.counts.count("resource_limit"))
       j["hint"] =
-          "a relay refused circuits for a limit (relay/relay_config.hpp): max_circuits_per_link (default 4096; "
-          "with --hops > 1 every circuit between two relays shares their one link) or max_pending_extends "
-          "(default 1024; lower --in-flight)";
+          "a relay refused circuits for a limit (relay/relay_config.hpp): max_circuits_per_link (default 4096 "
+          "on a proxy's link; use more --links), max_circuits_per_relay_link (default 65536; with --hops > 1 "
+          "every circuit between two relays shares their one link) or max_pending_extends (default 1024; "
+          "lower --in-flight)";
     return j;
   }
 
