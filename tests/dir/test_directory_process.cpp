@@ -2,15 +2,14 @@
 // SIGTERM; a port in use, an unreadable key and a bad flag give one clear line and a non-zero exit.
 #include <doctest/doctest.h>
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -21,6 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/child_process.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -30,79 +31,20 @@ std::string thor_exe() {
   return p ? p : "";
 }
 
-// A child process with its stderr captured; killed and reaped on destruction.
-struct Child {
-  pid_t pid = -1;
-  int err_fd = -1;
-  std::string err;
-  std::optional<int> status;
-
-  explicit Child(const std::vector<std::string>& args) {
-    int p[2];
-    REQUIRE(pipe(p) == 0);
-    pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      dup2(p[1], 2);
-      int devnull = open("/dev/null", O_RDWR);
-      dup2(devnull, 0);
-      dup2(devnull, 1);
-      close(p[0]);
-      close(p[1]);
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(p[1]);
-    err_fd = p[0];
-    fcntl(err_fd, F_SETFL, O_NONBLOCK);
-  }
-  ~Child() {
-    if (!status) {
-      kill(pid, SIGKILL);
-      int st = 0;
-      waitpid(pid, &st, 0);
-    }
-    if (err_fd >= 0) close(err_fd);
-  }
-  void drain(int timeout_ms) {
-    pollfd pf{err_fd, POLLIN, 0};
-    if (poll(&pf, 1, timeout_ms) <= 0) return;
-    char buf[4096];
-    for (;;) {
-      ssize_t n = read(err_fd, buf, sizeof buf);
-      if (n <= 0) break;
-      err.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-  // Reads stderr until it contains needle or the deadline passes.
-  bool wait_for_output(const std::string& needle, int timeout_ms) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (err.find(needle) == std::string::npos) {
-      if (std::chrono::steady_clock::now() >= end) return false;
-      drain(50);
-      if (exited(0)) {
-        drain(0);
-        return err.find(needle) != std::string::npos;
-      }
+// A `thor` process with its stderr in a file; killed and reaped when it goes away.
+struct Child : thor::test::ChildProcess {
+  Child(const std::vector<std::string>& args, const std::string& err_path) : ChildProcess(args, "", err_path) {}
+  std::string err() const { return stderr_text(); }
+  // Waits until stderr contains needle; false when the child exits or the time runs out first.
+  bool wait_for_output(const std::string& needle, std::uint64_t timeout_ms) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (err().find(needle) == std::string::npos) {
+      if (!running() || std::chrono::steady_clock::now() >= end) return err().find(needle) != std::string::npos;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return true;
   }
-  bool exited(int timeout_ms) {
-    if (status) return true;
-    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-      int st = 0;
-      if (waitpid(pid, &st, WNOHANG) == pid) {
-        status = st;
-        return true;
-      }
-      if (std::chrono::steady_clock::now() >= end) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
+  bool exited(std::uint64_t timeout_ms) { return wait(timeout_ms).has_value(); }
 };
 
 struct TempDir {
@@ -119,9 +61,9 @@ struct TempDir {
 };
 
 int run_keygen(const std::string& keyfile) {
-  Child k({thor_exe(), "keygen", keyfile});
+  Child k({thor_exe(), "keygen", keyfile}, keyfile + ".log");
   REQUIRE(k.exited(10000));
-  return WIFEXITED(*k.status) ? WEXITSTATUS(*k.status) : -1;
+  return WIFEXITED(*k.status()) ? WEXITSTATUS(*k.status()) : -1;
 }
 
 // A blocking HTTP GET on 127.0.0.1 (no loop in this test); returns the raw response.
@@ -193,9 +135,10 @@ TEST_CASE("thor directory process: serves /status, exits 0 on SIGTERM") {
     std::fputs("[directory]\nheartbeat-interval = 0.2\nhttp = \"127.0.0.1:0\"\n", f);
     std::fclose(f);
   }
-  Child d({thor_exe(), "directory", "--key", key, "--listen", "127.0.0.1:0", "--config", conf, "--log-level", "info"});
-  REQUIRE_MESSAGE(d.wait_for_output("/status", 10000), d.err);
-  std::uint16_t http_port = port_after(d.err, "status pages on http://127.0.0.1:");
+  Child d({thor_exe(), "directory", "--key", key, "--listen", "127.0.0.1:0", "--config", conf, "--log-level", "info"},
+          (dir.path / "directory1.err").string());
+  REQUIRE_MESSAGE(d.wait_for_output("/status", 10000), d.err());
+  std::uint16_t http_port = port_after(d.err(), "status pages on http://127.0.0.1:");
   REQUIRE(http_port != 0);
 
   std::string raw = http_get(http_port, "/status");
@@ -208,12 +151,11 @@ TEST_CASE("thor directory process: serves /status, exits 0 on SIGTERM") {
   std::string missing = http_get(http_port, "/missing");
   CHECK(missing.rfind("HTTP/1.1 404", 0) == 0);
 
-  REQUIRE(kill(d.pid, SIGTERM) == 0);
-  REQUIRE_MESSAGE(d.exited(10000), d.err);
-  d.drain(100);
-  CHECK(WIFEXITED(*d.status));
-  CHECK(WEXITSTATUS(*d.status) == 0);
-  CHECK(d.err.find("directory stopped") != std::string::npos);
+  REQUIRE(kill(d.pid(), SIGTERM) == 0);
+  REQUIRE_MESSAGE(d.exited(10000), d.err());
+  CHECK(WIFEXITED(*d.status()));
+  CHECK(WEXITSTATUS(*d.status()) == 0);
+  CHECK(d.err().find("directory stopped") != std::string::npos);
 }
 
 TEST_CASE("thor directory process: port in use, unreadable key, bad flag -> one clear line, non-zero exit") {
@@ -225,47 +167,43 @@ TEST_CASE("thor directory process: port in use, unreadable key, bad flag -> one 
   HeldPort held;
   {
     Child d({thor_exe(), "directory", "--key", key, "--listen", "127.0.0.1:" + std::to_string(held.port), "--http",
-             "127.0.0.1:0"});
+             "127.0.0.1:0"}, (dir.path / "directory2.err").string());
     REQUIRE(d.exited(10000));
-    d.drain(100);
-    CHECK(WIFEXITED(*d.status));
-    CHECK(WEXITSTATUS(*d.status) != 0);
-    CHECK_MESSAGE(line_count(d.err) == 1, d.err);
-    CHECK_MESSAGE(d.err.find("address already in use") != std::string::npos, d.err);
-    CHECK(d.err.find(std::to_string(held.port)) != std::string::npos);
+    CHECK(WIFEXITED(*d.status()));
+    CHECK(WEXITSTATUS(*d.status()) != 0);
+    CHECK_MESSAGE(line_count(d.err()) == 1, d.err());
+    CHECK_MESSAGE(d.err().find("address already in use") != std::string::npos, d.err());
+    CHECK(d.err().find(std::to_string(held.port)) != std::string::npos);
   }
   {
     Child d({thor_exe(), "directory", "--key", key, "--listen", "127.0.0.1:0", "--http",
-             "127.0.0.1:" + std::to_string(held.port)});
+             "127.0.0.1:" + std::to_string(held.port)}, (dir.path / "directory3.err").string());
     REQUIRE(d.exited(10000));
-    d.drain(100);
-    CHECK(WEXITSTATUS(*d.status) != 0);
-    CHECK_MESSAGE(line_count(d.err) == 1, d.err);
-    CHECK(d.err.find("address already in use") != std::string::npos);
+    CHECK(WEXITSTATUS(*d.status()) != 0);
+    CHECK_MESSAGE(line_count(d.err()) == 1, d.err());
+    CHECK(d.err().find("address already in use") != std::string::npos);
   }
   {
     Child d({thor_exe(), "directory", "--key", (dir.path / "nope.key").string(), "--listen", "127.0.0.1:0", "--http",
-             "127.0.0.1:0"});
+             "127.0.0.1:0"}, (dir.path / "directory4.err").string());
     REQUIRE(d.exited(10000));
-    d.drain(100);
-    CHECK(WEXITSTATUS(*d.status) != 0);
-    CHECK_MESSAGE(line_count(d.err) == 1, d.err);
-    CHECK(d.err.find("nope.key") != std::string::npos);
+    CHECK(WEXITSTATUS(*d.status()) != 0);
+    CHECK_MESSAGE(line_count(d.err()) == 1, d.err());
+    CHECK(d.err().find("nope.key") != std::string::npos);
   }
   {
-    Child d({thor_exe(), "directory", "--key", key, "--listen", "nonsense"});
+    Child d({thor_exe(), "directory", "--key", key, "--listen", "nonsense"}, (dir.path / "directory5.err").string());
     REQUIRE(d.exited(10000));
-    d.drain(100);
-    CHECK(WEXITSTATUS(*d.status) != 0);
-    CHECK_MESSAGE(line_count(d.err) == 1, d.err);
-    CHECK(d.err.find("--listen") != std::string::npos);
+    CHECK(WEXITSTATUS(*d.status()) != 0);
+    CHECK_MESSAGE(line_count(d.err()) == 1, d.err());
+    CHECK(d.err().find("--listen") != std::string::npos);
   }
   {
-    Child d({thor_exe(), "directory", "--key", key, "--heartbeat-interval", "0"});
+    Child d({thor_exe(), "directory", "--key", key, "--heartbeat-interval", "0"},
+            (dir.path / "directory6.err").string());
     REQUIRE(d.exited(10000));
-    d.drain(100);
-    CHECK(WEXITSTATUS(*d.status) != 0);
+    CHECK(WEXITSTATUS(*d.status()) != 0);
     // The first line names the problem (the command line parser adds a usage hint after it).
-    CHECK_MESSAGE(d.err.find("heartbeat-interval") < d.err.find('\n'), d.err);
+    CHECK_MESSAGE(d.err().find("heartbeat-interval") < d.err().find('\n'), d.err());
   }
 }

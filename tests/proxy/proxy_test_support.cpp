@@ -203,108 +203,33 @@ int Network::relay_index(const std::string& fingerprint) const {
 // ---- child processes ---------------------------------------------------------------------------
 
 ChildResult run_child(TestLoop& loop, const std::vector<std::string>& argv, std::uint64_t limit_ms) {
-  struct State {
-    ChildResult result;
-    bool pipe_done = false;
-  } state;
-  uv::Handle<uv_pipe_t> pipe;
-  uv_pipe_init(loop.get(), pipe.get(), 0);
-  pipe.mark_initialized();
-  pipe.get()->data = &state;
-  uv::Handle<uv_process_t> proc;
-
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  uv_stdio_container_t stdio[3];
-  stdio[0].flags = UV_IGNORE;
-  stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
-  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(pipe.get());
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = 2;
-  uv_process_options_t opts{};
-  opts.file = args[0];
-  opts.args = args.data();
-  opts.stdio = stdio;
-  opts.stdio_count = 3;
-  opts.exit_cb = [](uv_process_t* p, int64_t status, int signal) {
-    auto* s = static_cast<State*>(p->data);
-    if (!s) return;
-    s->result.exited = true;
-    s->result.exit_code = signal != 0 ? 128 + signal : static_cast<int>(status);
-  };
-  if (uv_spawn(loop.get(), proc.get(), &opts) != 0) {
-    proc.mark_initialized();  // uv_spawn initialises the handle even when it fails
-    return state.result;
+  static int runs = 0;
+  const std::string out_path = temp_path("child-" + std::to_string(++runs) + ".out");
+  ChildResult result;
+  {
+    thor::test::ChildProcess child(argv, out_path);  // stderr: the test's own
+    if (!child.started()) return result;
+    auto keep_serving = [&] { loop.run_for(2); };
+    if (auto st = child.wait(limit_ms, keep_serving)) {
+      result.exited = true;
+      result.exit_code = thor::test::ChildProcess::exit_code(st);
+    } else {
+      child.signal(SIGKILL);
+      child.wait(5000, keep_serving);
+    }
+    result.out = child.stdout_text();
   }
-  proc.mark_initialized();
-  proc.get()->data = &state;
-  uv_read_start(
-      reinterpret_cast<uv_stream_t*>(pipe.get()),
-      [](uv_handle_t*, std::size_t, uv_buf_t* buf) {
-        static char chunk[65536];
-        *buf = uv_buf_init(chunk, sizeof chunk);
-      },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-        auto* st = static_cast<State*>(s->data);
-        if (!st) return;
-        if (n > 0) st->result.out.append(buf->base, static_cast<std::size_t>(n));
-        if (n < 0) {
-          st->pipe_done = true;
-          uv_read_stop(s);
-        }
-      });
-  const bool done = loop.run_until([&] { return state.result.exited && state.pipe_done; }, limit_ms);
-  if (!done && !state.result.exited) {
-    uv_process_kill(proc.get(), SIGKILL);
-    loop.run_until([&] { return state.result.exited; }, 5000);
-    state.result.exited = false;
-  }
-  return state.result;
+  std::remove(out_path.c_str());
+  return result;
 }
 
 BackgroundChild::BackgroundChild(TestLoop& loop, const std::vector<std::string>& argv, const std::string& stderr_path)
-    : loop_(loop) {
-  std::vector<std::string> full = argv;
-  if (!stderr_path.empty()) {
-    // The shell only redirects; exec leaves the real program as the child.
-    full = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>\"" + stderr_path + "\""};
-    full.insert(full.end(), argv.begin(), argv.end());
-  }
-  std::vector<char*> args;
-  for (const auto& a : full) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  uv_stdio_container_t stdio[3];
-  stdio[0].flags = UV_IGNORE;
-  stdio[1].flags = UV_IGNORE;
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = 2;
-  uv_process_options_t opts{};
-  opts.file = args[0];
-  opts.args = args.data();
-  opts.stdio = stdio;
-  opts.stdio_count = 3;
-  opts.exit_cb = [](uv_process_t* p, int64_t status, int signal) {
-    auto* self = static_cast<BackgroundChild*>(p->data);
-    if (!self) return;
-    self->exited_ = true;
-    self->exit_code_ = signal != 0 ? 128 + signal : static_cast<int>(status);
-  };
-  const int rc = uv_spawn(loop.get(), proc_.get(), &opts);
-  proc_.mark_initialized();
-  proc_.get()->data = this;
-  started_ = rc == 0;
-}
+    : loop_(loop), child_(argv, "", stderr_path) {}
 
 BackgroundChild::~BackgroundChild() { terminate(); }
 
 void BackgroundChild::terminate() {
-  if (!running()) return;
-  uv_process_kill(proc_.get(), SIGTERM);
-  if (!loop_.run_until([&] { return exited_; }, 5000)) {
-    uv_process_kill(proc_.get(), SIGKILL);
-    loop_.run_until([&] { return exited_; }, 5000);
-  }
+  if (child_.running()) child_.stop(5000, [this] { loop_.run_for(2); });
 }
 
 bool have_program(const std::string& name) {

@@ -20,6 +20,7 @@
 #include "directory/directory_server.hpp"
 #include "proxy/proxy_server.hpp"
 #include "relay/relay_server.hpp"
+#include "tests/support/child_process.hpp"
 #include "tests/support/test_loop.hpp"
 
 namespace thor::proxy::test {
@@ -130,7 +131,8 @@ class Network {
   std::unique_ptr<ProxyServer> proxy_;
 };
 
-// A child process run while the loop keeps turning (so in-process servers answer it).
+// A child process run while the loop keeps turning (so in-process servers answer it); its stdout is
+// captured, its stderr is the test's.
 struct ChildResult {
   bool exited = false;  // false: killed after the time limit
   int exit_code = -1;
@@ -145,17 +147,14 @@ class BackgroundChild {
   ~BackgroundChild();
   BackgroundChild(const BackgroundChild&) = delete;
   BackgroundChild& operator=(const BackgroundChild&) = delete;
-  bool started() const { return started_; }
-  bool running() const { return started_ && !exited_; }
-  int exit_code() const { return exit_code_; }
-  void terminate();  // SIGTERM and wait (up to 5 s, then SIGKILL)
+  bool started() const { return child_.started(); }
+  bool running() { return child_.running(); }
+  int exit_code() const { return thor::test::ChildProcess::exit_code(child_.status()); }
+  void terminate();  // SIGTERM and wait (up to 5 s, then SIGKILL), the loop turning meanwhile
 
  private:
   TestLoop& loop_;
-  uv::Handle<uv_process_t> proc_;
-  bool started_ = false;
-  bool exited_ = false;
-  int exit_code_ = -1;
+  thor::test::ChildProcess child_;
 };
 
 // Whether a program can be found on PATH.

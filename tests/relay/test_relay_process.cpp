@@ -4,28 +4,23 @@
 // the process with one clear line and a non-zero status.
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <thread>
 
 #include "common/crypto/hash.hpp"
 #include "common/dir/directory_client.hpp"
 #include "common/keyfile.hpp"
 #include "tests/relay/relay_test_support.hpp"
-
-extern char** environ;
+#include "tests/support/child_process.hpp"
 
 using namespace thor;
 using namespace thor::relay::test;
+using thor::test::ChildProcess;
 namespace fs = std::filesystem;
 
 namespace {
@@ -35,67 +30,18 @@ std::string thor_exe() {
   return e ? e : "";
 }
 
-// A child process with its stderr in a file; killed (and reaped) when the handle goes away.
-class Child {
- public:
-  Child(const std::vector<std::string>& args, const std::string& log_path) : log_(log_path) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-  }
-  ~Child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int st;
-      ::waitpid(pid_, &st, 0);
-    }
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  pid_t pid() const { return pid_; }
-  // Waits up to timeout_s for the child to exit; its wait status, or nullopt if still running.
-  std::optional<int> wait(double timeout_s) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-    while (pid_ > 0) {
-      int st = 0;
-      pid_t r = ::waitpid(pid_, &st, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return st;
-      }
-      if (std::chrono::steady_clock::now() > end) return std::nullopt;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return std::nullopt;
-  }
-  void signal(int sig) {
-    if (pid_ > 0) ::kill(pid_, sig);
-  }
-  std::string log() const {
-    std::ifstream in(log_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::string log_;
+// A `thor` process with its stderr (the log) in a file; killed and reaped when it goes away.
+struct Child : ChildProcess {
+  Child(const std::vector<std::string>& args, const std::string& log_path) : ChildProcess(args, "", log_path) {}
+  std::string log() const { return stderr_text(); }
 };
 
 // Runs a command to completion (at most 10 s); returns its exit code (or -1) and stderr.
 std::pair<int, std::string> run(const std::vector<std::string>& args, const std::string& log_path) {
   Child c(args, log_path);
-  auto st = c.wait(10);
-  if (!st) return {-1, c.log()};
-  return {WIFEXITED(*st) ? WEXITSTATUS(*st) : -1, c.log()};
+  auto st = c.wait(10'000);
+  if (!st || !WIFEXITED(*st)) return {-1, c.log()};
+  return {WEXITSTATUS(*st), c.log()};
 }
 
 std::uint16_t free_port() {
@@ -211,7 +157,7 @@ TEST_CASE("three `thor relay` processes and `thor directory` carry a stream to a
   // The others stop cleanly on SIGTERM.
   for (std::size_t i : {0u, 2u}) {
     relays[i]->signal(SIGTERM);
-    auto st = relays[i]->wait(10);
+    auto st = relays[i]->wait(10'000);
     REQUIRE(st.has_value());
     CHECK(WIFEXITED(*st));
     CHECK(WEXITSTATUS(*st) == 0);
@@ -222,7 +168,7 @@ TEST_CASE("three `thor relay` processes and `thor directory` carry a stream to a
   CHECK(exit_log.find("joined the directory") != std::string::npos);
   CHECK(exit_log.find(std::to_string(echo.port())) == std::string::npos);
   directory.signal(SIGTERM);
-  CHECK(directory.wait(10).has_value());
+  CHECK(directory.wait(10'000).has_value());
 }
 
 TEST_CASE("`thor relay` refuses bad input with one clear line and a non-zero status") {
