@@ -4,13 +4,6 @@
 
 namespace thor::uv {
 
-namespace {
-// Up to four full link records per read: a process that was descheduled while its neighbours
-// wrote catches up in fewer syscalls and flushes (one batch of cells per read) — 4% less CPU in a
-// 16-stream download than with 64 KiB. One buffer per thread, so the size costs nothing per connection.
-constexpr std::size_t kReadBufferSize = 256 * 1024;
-}
-
 struct TcpConnection::WriteReq {
   uv_write_t req{};
   Bytes data;
@@ -92,7 +85,7 @@ void TcpConnection::alloc_cb(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
   // One buffer per thread, not per connection: libuv calls read_cb right after alloc_cb and
   // on_data consumes the bytes before returning, so a buffer per connection would only hold
   // a read's worth for every idle connection (10,000 streams at 64 KiB: 640 MB).
-  static thread_local std::vector<std::uint8_t> shared(kReadBufferSize);
+  static thread_local std::vector<std::uint8_t> shared(kMaxReadSize);
   *buf = uv_buf_init(reinterpret_cast<char*>(shared.data()), static_cast<unsigned>(shared.size()));
 }
 
