@@ -2,6 +2,8 @@
 // data both ways, many streams, teardown on every path, exit policy, END reasons, limits.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "common/crypto/hash.hpp"
 #include "tests/relay/relay_test_support.hpp"
 
@@ -299,6 +301,36 @@ TEST_CASE("limits: streams per circuit and circuits per link") {
   CHECK(c2->built);
   REQUIRE(c3->closed.has_value());
   CHECK(c3->closed->reason == DestroyReason::resource_limit);
+}
+
+TEST_CASE("limits: a link between relays has its own circuit limit, not a proxy link's") {
+  TestLoop L;
+  SUBCASE("two proxies at their limit of 2 each: the relay-to-relay link carries all 4 circuits") {
+    LocalRelays relays(L.get(), 2, [](int, RelayConfig& c) { c.limits.max_circuits_per_link = 2; });
+    CircuitClient alice(L.get()), bob(L.get());
+    std::vector<std::shared_ptr<CircuitProbe>> cs;
+    for (CircuitClient* client : {&alice, &bob})
+      for (int i = 0; i < 2; ++i) cs.push_back(build_circuit(*client, relays.path({0, 1})));
+    REQUIRE(run_until(L.get(), [&] { return std::all_of(cs.begin(), cs.end(), [](auto& c) { return c->done(); }); }));
+    for (auto& c : cs) CHECK(c->built);
+    CHECK(relays[1].stats().circuits_created == 4);
+  }
+  SUBCASE("at max_circuits_per_relay_link, EXTEND is refused with resource_limit") {
+    LocalRelays relays(L.get(), 2, [](int, RelayConfig& c) { c.limits.max_circuits_per_relay_link = 2; });
+    CircuitClient client(L.get());
+    std::vector<std::shared_ptr<CircuitProbe>> cs;
+    for (int i = 0; i < 2; ++i) cs.push_back(build_circuit(client, relays.path({0, 1})));
+    REQUIRE(run_until(L.get(), [&] { return cs[0]->done() && cs[1]->done(); }));
+    CHECK(cs[0]->built);
+    CHECK(cs[1]->built);
+    auto third = build_circuit(client, relays.path({0, 1}));
+    REQUIRE(run_until(L.get(), [&] { return third->done(); }));
+    REQUIRE(third->closed.has_value());
+    CHECK(third->closed->reason == DestroyReason::resource_limit);
+    auto one_hop = build_circuit(client, relays.path({0}));  // the proxy's own link still has room
+    REQUIRE(run_until(L.get(), [&] { return one_hop->done(); }));
+    CHECK(one_hop->built);
+  }
 }
 
 TEST_CASE("EXTEND to a relay whose identity is not the one named is refused") {
