@@ -129,11 +129,11 @@ bool CircuitPool::can_serve(const CircuitNeed& need) {
     if (!dirty(c, t) && fits(c, need)) return true;
   PathOptions options;
   options.allow_same_subnet = config_.allow_same_subnet;
-  options.exclude = need.avoid_exits;
+  options.exclude_exits = need.avoid_exits;
   if (need.target) {
     const std::string where = need.target->to_string();
     for (const auto& [fp, target] : refusals_)
-      if (target == where) options.exclude.push_back(fp);
+      if (target == where) options.exclude_exits.push_back(fp);
   }
   return select_path(*consensus_, need.target, options, rng_).ok();
 }
@@ -187,12 +187,13 @@ std::string CircuitPool::describe(const Path& p) {
   return p.entry.descriptor.nickname + " -> " + p.middle.descriptor.nickname + " -> " + p.exit.descriptor.nickname;
 }
 
-circuit::CircuitRef CircuitPool::launch(const std::optional<HostPort>& target, std::vector<std::string> avoid) {
+circuit::CircuitRef CircuitPool::launch(const std::optional<HostPort>& target,
+                                       std::vector<std::string> avoid_exits) {
   if (!consensus_) return 0;
   if (target) {
     const std::string t = target->to_string();
     for (const auto& [fp, where] : refusals_)
-      if (where == t) avoid.push_back(fp);
+      if (where == t) avoid_exits.push_back(fp);
   }
   std::optional<Path> path;
   std::string error;
@@ -200,7 +201,7 @@ circuit::CircuitRef CircuitPool::launch(const std::optional<HostPort>& target, s
     PathOptions options;
     options.allow_same_subnet = config_.allow_same_subnet;
     options.exclude = tier;
-    options.exclude.insert(options.exclude.end(), avoid.begin(), avoid.end());
+    options.exclude_exits = avoid_exits;
     auto r = select_path(*consensus_, target, options, rng_);
     if (r) {
       path = std::move(*r);

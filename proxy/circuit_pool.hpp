@@ -119,7 +119,8 @@ class CircuitPool {
   std::uint64_t now();
   bool dirty(const Circ& c, std::uint64_t now) const;
   bool fits(const Circ& c, const CircuitNeed& need) const;
-  circuit::CircuitRef launch(const std::optional<HostPort>& target, std::vector<std::string> avoid);
+  // avoid_exits: relays not to use as the exit (they refused this target); they may be other hops.
+  circuit::CircuitRef launch(const std::optional<HostPort>& target, std::vector<std::string> avoid_exits);
   bool refused(const std::string& exit_fingerprint, const HostPort& target) const;
   void on_built(circuit::CircuitRef ref);
   void on_closed(circuit::CircuitRef ref, const circuit::CircuitClosed& why);

@@ -81,6 +81,7 @@ bool exit_allows(const dir::ConsensusRelay& relay, const HostPort& target) {
 Result<Path> select_path(const dir::Consensus& consensus, const std::optional<HostPort>& target,
                          const PathOptions& options, crypto::Rng& rng) {
   const std::set<std::string> excluded_set(options.exclude.begin(), options.exclude.end());
+  const std::set<std::string> excluded_exits(options.exclude_exits.begin(), options.exclude_exits.end());
   std::vector<Candidate> usable;
   std::set<std::string> seen;
   std::size_t excluded = 0;
@@ -116,29 +117,42 @@ Result<Path> select_path(const dir::Consensus& consensus, const std::optional<Ho
   for (auto& c : usable) c.weight = std::max(c.weight, floor);
 
   // Exit candidates, most specific test first.
+  std::size_t refused_exits = 0;  // relays that would have been exits but are excluded as exits
   auto exits_where = [&](auto&& test) {
     std::vector<const Candidate*> out;
-    for (const auto& c : usable)
-      if (test(c.relay->descriptor.exit_policy)) out.push_back(&c);
+    refused_exits = 0;
+    for (const auto& c : usable) {
+      if (!test(c.relay->descriptor.exit_policy)) continue;
+      if (excluded_exits.count(c.relay->fingerprint)) {
+        ++refused_exits;
+        continue;
+      }
+      out.push_back(&c);
+    }
     return out;
+  };
+  auto exit_note = [&] {
+    std::string note = excluded_note(excluded);
+    if (refused_exits != 0) note += " (" + std::to_string(refused_exits) + " not usable as the exit: they refused it)";
+    return note;
   };
   std::vector<const Candidate*> exits;
   if (target) {
     const std::string port = std::to_string(target->port);
     if (is_ip_literal(target->host)) {
       exits = exits_where([&](const ExitPolicy& p) { return p.allows(target->host, target->port); });
-      if (exits.empty()) return Error{"no exit allows this address on port " + port + excluded_note(excluded)};
+      if (exits.empty()) return Error{"no exit allows this address on port " + port + exit_note()};
     } else {
       exits = exits_where([&](const ExitPolicy& p) { return p.may_allow_port(target->port); });
       if (exits.empty())
         exits = exits_where([&](const ExitPolicy& p) { return has_accept_rule_for_port(p, target->port); });
-      if (exits.empty()) return Error{"no exit allows port " + port + excluded_note(excluded)};
+      if (exits.empty()) return Error{"no exit allows port " + port + exit_note()};
     }
   } else {
     exits = exits_where([](const ExitPolicy& p) { return p.may_allow_port(443) || p.may_allow_port(80); });
     if (exits.empty())
       exits = exits_where([](const ExitPolicy& p) { return p.is_exit() || p.accepts_any_destination(); });
-    if (exits.empty()) return Error{"no relay in the consensus is an exit" + excluded_note(excluded)};
+    if (exits.empty()) return Error{"no relay in the consensus is an exit" + exit_note()};
   }
 
   const Candidate* exit = pick(exits, rng);

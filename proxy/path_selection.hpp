@@ -32,9 +32,11 @@ namespace thor::proxy {
 struct PathOptions {
   // Lets relays share a /16 (/32 for IPv6): for test networks on one host or one LAN.
   bool allow_same_subnet = false;
-  // Fingerprints of relays not to use, e.g. the exit that just refused this stream or a relay
-  // whose circuit failed to build.
+  // Fingerprints of relays not to use at all, e.g. a relay whose circuit failed to build.
   std::vector<std::string> exclude;
+  // Fingerprints of relays not to use as the exit (they may still be entry or middle), e.g. an
+  // exit that refused this destination: in a small network the other relays are still needed.
+  std::vector<std::string> exclude_exits;
 };
 
 struct Path {

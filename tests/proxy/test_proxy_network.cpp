@@ -492,6 +492,32 @@ TEST_CASE("an exit that refuses by policy is replaced by another, and remembered
   CHECK(net.proxy().stats().counters.exit_retries == 1);
 }
 
+TEST_CASE("in a three-relay network, an exit that refused can still be a middle hop for the retry") {
+  TestLoop loop;
+  // relay0 exits only to public addresses (it refuses "localhost" once resolved), relay1 exits to
+  // loopback, relay2 is no exit. After relay0 refuses, the only path left puts it in the middle.
+  // Its large bandwidth makes it the exit of nearly every ready circuit, so the first request
+  // meets the refusal.
+  Network net(loop, relays(3, {}, [](int i, relay::RelayConfig& c) {
+                       c.bandwidth = i == 0 ? 1'000'000'000 : 1000;
+                       if (i == 0) c.exit_policy = ExitPolicy::default_exit();
+                       if (i == 1) c.exit_policy = *ExitPolicy::parse("accept 127.0.0.0/8:*, reject *:*");
+                       if (i == 2) c.exit_policy = ExitPolicy::reject_all();
+                     }));
+  FileServer files(loop.get(), test_body(1000, 9));
+  REQUIRE(wait_ready(loop, net));
+  for (int i = 0; i < 6; ++i) {
+    CAPTURE(i);
+    RawClient c(loop.get(), net.socks_port());
+    REQUIRE(socks5(loop, c, kConnect, "localhost", files.port()).reply == 0);
+    c.send(http_get("localhost", files.port()));
+    REQUIRE(loop.run_until([&] { return c.closed(); }));
+    CHECK(http_body(c.received()) == test_body(1000, 9));
+  }
+  // At most the first request met relay0 as its exit; the refusal is remembered for the rest.
+  CHECK(net.proxy().stats().counters.exit_retries <= 1);
+}
+
 TEST_CASE("dirty circuits take no new streams and are closed once idle") {
   TestLoop loop;
   Network net(loop, relays(3, [](ProxyConfig& c) { c.circuit_dirtiness_ms = 300; }));

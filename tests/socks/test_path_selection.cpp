@@ -145,6 +145,39 @@ TEST_CASE("no two relays in one /16 unless allowed") {
   }
 }
 
+TEST_CASE("exclude_exits keeps a refusing exit out of the exit position only") {
+  // Three exits, as in `thor up --relays 3`: after one refuses, a path needs the other two exits as
+  // the exit and the refusing one as an entry or middle.
+  auto c = consensus({
+      relay("a", "10.1.0.1", 100, ExitPolicy::default_exit()),
+      relay("b", "10.2.0.1", 100, ExitPolicy::default_exit()),
+      relay("c", "10.3.0.1", 100, ExitPolicy::default_exit()),
+  });
+  crypto::DeterministicRng rng(11);
+  PathOptions refused;
+  refused.exclude_exits = {"FP-a"};
+  bool a_used_inside = false;
+  for (int i = 0; i < 100; ++i) {
+    Path p = must(select_path(c, HostPort{"example.com", 443}, refused, rng));
+    CHECK(p.exit.fingerprint != "FP-a");
+    check_rules(p, false);
+    a_used_inside = a_used_inside || p.entry.fingerprint == "FP-a" || p.middle.fingerprint == "FP-a";
+  }
+  CHECK(a_used_inside);  // with three relays it must be: the path needs all of them
+
+  PathOptions excluded;  // the same relay excluded entirely leaves too few relays
+  excluded.exclude = {"FP-a"};
+  auto r = select_path(c, HostPort{"example.com", 443}, excluded, rng);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().find("1 excluded after failures") != std::string::npos);
+
+  PathOptions all_refused;
+  all_refused.exclude_exits = {"FP-a", "FP-b", "FP-c"};
+  auto none = select_path(c, HostPort{"example.com", 443}, all_refused, rng);
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.error() == "no exit allows port 443 (3 not usable as the exit: they refused it)");
+}
+
 TEST_CASE("the exit's policy must allow the target") {
   auto c = consensus({
       relay("web", "10.1.0.1", 100, policy("accept *:80, accept *:443, reject *:*")),
