@@ -102,15 +102,21 @@ int main(int argc, char** argv) {
                  kCellPayloadSize);
   }
 
-  // ---- link records ---------------------------------------------------------------------------
-  {
+  // ---- link records, for each record cipher this machine offers -------------------------------
+  for (LinkCipher cipher : {LinkCipher::aes256_gcm, LinkCipher::chacha20_poly1305}) {
+    if ((supported_link_ciphers() & cipher_bit(cipher)) == 0) {
+      std::printf("link records, %s: not offered on this CPU\n", to_string(cipher).c_str());
+      continue;
+    }
+    const LinkCipherSet only = cipher_bit(cipher);
+    const std::string name = to_string(cipher);
     IdentityKey responder_id = IdentityKey::generate(rng);
     // Seal and open use separate links: records sealed for the seal measurement are dropped, which
     // would put a receiver out of step.
-    auto initiator = LinkSession::initiator(responder_id.public_key(), nullptr, rng);
-    auto responder = LinkSession::responder(responder_id, rng);
-    auto sealer = LinkSession::initiator(responder_id.public_key(), nullptr, rng);
-    auto sealer_peer = LinkSession::responder(responder_id, rng);
+    auto initiator = LinkSession::initiator(responder_id.public_key(), nullptr, rng, only);
+    auto responder = LinkSession::responder(responder_id, rng, only);
+    auto sealer = LinkSession::initiator(responder_id.public_key(), nullptr, rng, only);
+    auto sealer_peer = LinkSession::responder(responder_id, rng, only);
     Bytes wire;
     if (!establish(initiator, responder) || !establish(sealer, sealer_peer)) return 1;
 
@@ -118,7 +124,7 @@ int main(int argc, char** argv) {
     constexpr std::size_t kCells = kLinkMaxCellsPerRecord;
     const std::size_t record_bytes = kCells * kCellSize;
     // Seal: queue 127 cells and take the record (the buffer is recycled as a daemon would).
-    report_bytes("link seal, 127-cell records (queue+take)", rate([&] {
+    report_bytes(("link seal, 127-cell records, " + name).c_str(), rate([&] {
                    for (std::size_t i = 0; i < kCells; ++i) sealer.queue_cell(cell);
                    wire.clear();
                    sealer.take_output(wire);
@@ -151,8 +157,8 @@ int main(int argc, char** argv) {
         timed += std::chrono::duration<double>(Clock::now() - start).count();
         opened += records.size();
       }
-      std::string what = "link open, 127-cell records, " +
-                         (chunk > record_bytes ? std::string("whole") : std::to_string(chunk) + " B reads");
+      std::string what = "link open, " + name + ", " +
+                         (chunk > record_bytes ? std::string("whole records") : std::to_string(chunk) + " B reads");
       report_bytes(what.c_str(), static_cast<double>(opened) / timed, record_bytes);
     }
     g_sink = static_cast<std::uint8_t>(delivered);
