@@ -212,19 +212,25 @@ class Thor:
         self.procs.stop()
 
 
+def build_release(repo, target, log=print):
+    """<repo>/build-release/<target> (e.g. app/thor), configured with -Dbuildtype=release when the
+    folder is new and brought up to date with ninja."""
+    build = os.path.join(repo, "build-release")
+    exe = os.path.join(build, target)
+    if not os.path.exists(os.path.join(build, "build.ninja")):
+        log(f"thor: configuring a release build in {build}")
+        subprocess.run(["meson", "setup", build, "-Dbuildtype=release"], cwd=repo, check=True)
+    log(f"thor: building {target} (release)")
+    r = subprocess.run(["ninja", "-C", build, target], cwd=repo)
+    if r.returncode != 0 or not os.path.exists(exe):
+        raise BenchError(f"building {exe} failed")
+    return exe
+
+
 def ensure_thor(repo, thor_exe, log=print):
     """The release `thor` binary: the given path, or <repo>/build-release/app/thor built on demand."""
     if thor_exe:
         if not os.access(thor_exe, os.X_OK):
             raise BenchError(f"--thor {thor_exe}: not an executable")
         return thor_exe
-    build = os.path.join(repo, "build-release")
-    exe = os.path.join(build, "app", "thor")
-    if not os.path.exists(os.path.join(build, "build.ninja")):
-        log(f"thor: configuring a release build in {build}")
-        subprocess.run(["meson", "setup", build, "-Dbuildtype=release"], cwd=repo, check=True)
-    log("thor: building app/thor (release)")
-    r = subprocess.run(["ninja", "-C", build, "app/thor"], cwd=repo)
-    if r.returncode != 0 or not os.path.exists(exe):
-        raise BenchError(f"building {exe} failed")
-    return exe
+    return build_release(repo, "app/thor", log)

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 
+from .peers import build_release
 from .procs import BenchError, _die_with_parent, proc_stats, tail
 
 KIB_PER_MIB = 1024
@@ -24,16 +25,7 @@ def ensure_circuit_load(repo, thor_exe, log=print):
         beside = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(thor_exe))), "bench", "circuit_load")
         if os.access(beside, os.X_OK):
             return beside
-    build = os.path.join(repo, "build-release")
-    exe = os.path.join(build, "bench", "circuit_load")
-    if not os.path.exists(os.path.join(build, "build.ninja")):
-        log(f"thor: configuring a release build in {build}")
-        subprocess.run(["meson", "setup", build, "-Dbuildtype=release"], cwd=repo, check=True)
-    log("thor: building bench/circuit_load (release)")
-    r = subprocess.run(["ninja", "-C", build, "bench/circuit_load"], cwd=repo)
-    if r.returncode != 0 or not os.path.exists(exe):
-        raise BenchError(f"building {exe} failed")
-    return exe
+    return build_release(repo, "bench/circuit_load", log)
 
 
 def _argv_of(pid):
