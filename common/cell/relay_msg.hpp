@@ -173,12 +173,12 @@ Result<ResolveBody> parse_resolve(ByteView body);
 Bytes encode_resolved(const ResolvedBody& b);
 Result<ResolvedBody> parse_resolved(ByteView body);
 
-// Flow control windows, counted in DATA cells: twice Tor's fixed values (1000/100, 500/50), whose
-// 243 KB per stream in flight starved a loopback circuit that moves more than 100 MB/s (the SENDME
-// loop through four busy processes takes longer than that window lasts; docs/protocol.md 8).
-constexpr int kCircuitWindowStart = 2000;
-constexpr int kCircuitWindowIncrement = 200;
-constexpr int kStreamWindowStart = 1000;
-constexpr int kStreamWindowIncrement = 100;
+// Flow control windows, counted in DATA cells: four times Tor's fixed values (1000/100, 500/50),
+// whose 243 KB per stream in flight starved a loopback circuit that moves more than 100 MB/s (the
+// SENDME loop through four busy processes takes longer than that window lasts; docs/protocol.md 8).
+constexpr int kCircuitWindowStart = 4000;
+constexpr int kCircuitWindowIncrement = 400;
+constexpr int kStreamWindowStart = 2000;
+constexpr int kStreamWindowIncrement = 200;
 
 }  // namespace thor

@@ -12,7 +12,7 @@
 // Back-pressure, sending: write() always takes the bytes; can_write() turns false while a stream
 // holds data that its package windows or a congested link did not let out, and on_writable says when
 // to resume. Receiving: pause_reading() withholds the stream's SENDMEs, so the exit stops after one
-// window (1000 cells, about 486 KB).
+// window (2000 cells, about 972 KB).
 #pragma once
 
 #include <uv.h>

@@ -219,22 +219,24 @@ TEST_CASE("a sender is held back by the windows until the exit acknowledges") {
   StreamProbe s;
   StreamRef sref = client.open_stream(c, HostPort{"example.com", 80}, s.callbacks());
   REQUIRE(loop.run_until([&] { return s.connected.has_value(); }));
-  // One stream window (1000 cells) and 200 cells more, which two stream SENDMEs (+100 each) let out.
-  const Bytes big = pattern(1200 * kRelayMaxData);
+  // One stream window and two increments more, which two stream SENDMEs let out.
+  constexpr std::size_t window = kStreamWindowStart, more = 2 * kStreamWindowIncrement;
+  static_assert(window + more <= kCircuitWindowStart, "the circuit window must not be what stops it");
+  const Bytes big = pattern((window + more) * kRelayMaxData);
   CHECK_FALSE(client.write(sref, ByteView(big)));
   CHECK_FALSE(client.can_write(sref));
   test::FakeCircuit& exit = server.only_circuit();
-  REQUIRE(loop.run_until([&] { return exit.data_cells_received() == 1000; }));
+  REQUIRE(loop.run_until([&] { return exit.data_cells_received() == window; }));
   loop.run_for(100);
-  CHECK(exit.data_cells_received() == 1000);
-  CHECK(client.buffered_bytes(sref) == 200 * kRelayMaxData);
+  CHECK(exit.data_cells_received() == window);
+  CHECK(client.buffered_bytes(sref) == more * kRelayMaxData);
   CHECK(s.writable == 0);
   StreamId sid = exit.begins().begin()->first;
   for (int i = 0; i < 2; ++i) exit.send_from_hop(2, RelayMessage{RelayCommand::sendme, sid, {}});
   server.flush();
   REQUIRE(loop.run_until([&] { return s.writable == 1; }));
   CHECK(client.can_write(sref));
-  REQUIRE(loop.run_until([&] { return exit.data_cells_received() == 1200; }));
+  REQUIRE(loop.run_until([&] { return exit.data_cells_received() == window + more; }));
   CHECK(exit.received().at(sid) == big);
 }
 

@@ -194,32 +194,35 @@ TEST_CASE("package windows stop DATA until SENDMEs open them") {
   StreamId a = h.client.begin_stream(HostPort{"a.example", 80});
   StreamId b = h.client.begin_stream(HostPort{"b.example", 80});
   h.run();
-  // Windows: circuit 2000 (+200), stream 1000 (+100).
-  Bytes big = pattern(1200 * kRelayMaxData);
+  // Two streams fill the circuit window exactly, and a circuit SENDME is worth two stream SENDMEs.
+  constexpr int S = kStreamWindowStart, s = kStreamWindowIncrement, C = kCircuitWindowStart,
+                c = kCircuitWindowIncrement;
+  static_assert(C == 2 * S && c == 2 * s, "the steps below assume these ratios");
+  Bytes big = pattern((S + 2 * s) * kRelayMaxData);
   h.client.write(a, ByteView(big));
   h.run();
-  CHECK(h.fake.data_cells_received() == 1000);
+  CHECK(h.fake.data_cells_received() == S);
   CHECK(h.client.stream_package_window(a) == 0);
   CHECK_FALSE(h.client.writable(a));
-  CHECK(h.client.buffered_bytes(a) == 200 * kRelayMaxData);
+  CHECK(h.client.buffered_bytes(a) == 2 * s * kRelayMaxData);
 
   h.client.write(b, ByteView(big));
   h.run();
-  CHECK(h.fake.data_cells_received() == 2000);
+  CHECK(h.fake.data_cells_received() == C);
   CHECK(h.client.package_window() == 0);
 
   // A stream SENDME alone does not help: the circuit window is closed.
   h.fake.send_from_hop(2, RelayMessage{RelayCommand::sendme, a, {}});
   h.run();
-  CHECK(h.fake.data_cells_received() == 2000);
-  CHECK(h.client.stream_package_window(a) == kStreamWindowIncrement);
+  CHECK(h.fake.data_cells_received() == C);
+  CHECK(h.client.stream_package_window(a) == s);
 
-  // A circuit SENDME lets 200 more cells out; stream a has room for 100 of them, b for none.
+  // A circuit SENDME lets c more cells out; stream a has room for s of them, b for none.
   h.fake.send_from_hop(2, RelayMessage{RelayCommand::sendme, 0, {}});
   h.run();
-  CHECK(h.fake.data_cells_received() == 2100);
-  CHECK(h.client.package_window() == 100);
-  CHECK(h.client.buffered_bytes(a) == 100 * kRelayMaxData);
+  CHECK(h.fake.data_cells_received() == C + s);
+  CHECK(h.client.package_window() == c - s);
+  CHECK(h.client.buffered_bytes(a) == s * kRelayMaxData);
   CHECK(h.count(Type::stream_writable) == 0);
 
   h.fake.send_from_hop(2, RelayMessage{RelayCommand::sendme, a, {}});
@@ -238,26 +241,29 @@ TEST_CASE("received DATA is acknowledged, and a paused stream withholds its SEND
   h.build();
   StreamId id = h.client.begin_stream(HostPort{"example.com", 80});
   h.run();
-  // Windows: circuit 2000 (+200), stream 1000 (+100).
-  Bytes first = pattern(240 * kRelayMaxData, 3);
+  // n1 cells: one circuit SENDME and two stream SENDMEs due; n2 more: the second circuit SENDME.
+  constexpr int S = kStreamWindowStart, s = kStreamWindowIncrement, c = kCircuitWindowIncrement;
+  constexpr int n1 = 2 * s + s / 5, n2 = 2 * s;
+  static_assert(n1 / c == 1 && (n1 + n2) / c == 2, "the counts below assume these window sizes");
+  Bytes first = pattern(n1 * kRelayMaxData, 3);
   h.fake.exit_send(id, ByteView(first));
   h.run();
   CHECK(h.data(id) == first);
   CHECK(h.fake.circuit_sendmes_received() == 1);
   CHECK(h.fake.stream_sendmes_received() == 2);
-  CHECK(h.client.stream_deliver_window(id) == 960);
+  CHECK(h.client.stream_deliver_window(id) == S - n1 + 2 * s);
 
   h.client.set_receiving(id, false);
-  h.fake.exit_send(id, ByteView(pattern(200 * kRelayMaxData, 4)));
+  h.fake.exit_send(id, ByteView(pattern(n2 * kRelayMaxData, 4)));
   h.run();
   CHECK(h.fake.circuit_sendmes_received() == 2);  // the circuit is still acknowledged
   CHECK(h.fake.stream_sendmes_received() == 2);
-  CHECK(h.client.stream_deliver_window(id) == 760);
+  CHECK(h.client.stream_deliver_window(id) == S - n1 + 2 * s - n2);
 
   h.client.set_receiving(id, true);
   h.run();
   CHECK(h.fake.stream_sendmes_received() == 4);
-  CHECK(h.client.stream_deliver_window(id) == 960);
+  CHECK(h.client.stream_deliver_window(id) == S - n1 + 2 * s);
 }
 
 TEST_CASE("DATA beyond the stream window destroys the circuit") {

@@ -485,11 +485,12 @@ TEST_CASE("a BEGIN travels as a RELAY cell and comes back whole") {
   CHECK(*b == begin);
 }
 
-TEST_CASE("flow control windows are twice Tor's (docs/protocol.md 8)") {
-  CHECK(kCircuitWindowStart == 2000);
-  CHECK(kCircuitWindowIncrement == 200);
-  CHECK(kStreamWindowStart == 1000);
-  CHECK(kStreamWindowIncrement == 100);
+TEST_CASE("flow control windows are four times Tor's (docs/protocol.md 8)") {
+  // Both ends of a circuit must agree on these: a change is a protocol change.
+  CHECK(kCircuitWindowStart == 4000);
+  CHECK(kCircuitWindowIncrement == 400);
+  CHECK(kStreamWindowStart == 2000);
+  CHECK(kStreamWindowIncrement == 200);
 }
 
 TEST_CASE("names of relay commands and END reasons") {
