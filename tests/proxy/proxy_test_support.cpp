@@ -41,19 +41,6 @@ FileServer::FileServer(uv_loop_t* loop, Bytes body) : loop_(loop), body_(std::mo
   if (!st) throw std::runtime_error(st.error());
 }
 
-EchoServer::EchoServer(uv_loop_t* loop) : loop_(loop), listener_(loop) {
-  auto st = listener_.listen({"127.0.0.1", 0}, [this](std::unique_ptr<uv::TcpConnection> tcp) {
-    conns_.push_back(std::move(tcp));
-    auto it = std::prev(conns_.end());
-    uv::TcpConnection* c = it->get();
-    c->set_callbacks([c](ByteView data) { c->write(data); }, [this, it](const std::string&) { conns_.erase(it); });
-    c->start_reading();
-  });
-  if (!st) throw std::runtime_error(st.error());
-}
-
-std::size_t EchoServer::open_connections() const { return conns_.size(); }
-
 // ---- raw client --------------------------------------------------------------------------------
 
 RawClient::RawClient(uv_loop_t* loop, std::uint16_t port) : tcp_(std::make_unique<uv::TcpConnection>(loop)) {

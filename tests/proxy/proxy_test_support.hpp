@@ -21,6 +21,7 @@
 #include "proxy/proxy_server.hpp"
 #include "relay/relay_server.hpp"
 #include "tests/support/child_process.hpp"
+#include "tests/support/echo_server.hpp"
 #include "tests/support/test_loop.hpp"
 
 namespace thor::proxy::test {
@@ -48,18 +49,7 @@ class FileServer {
   std::size_t requests_ = 0;
 };
 
-// Echoes every byte back.
-class EchoServer {
- public:
-  explicit EchoServer(uv_loop_t* loop);
-  std::uint16_t port() const { return listener_.bound_port(); }
-  std::size_t open_connections() const;
-
- private:
-  uv_loop_t* loop_;
-  uv::TcpListener listener_;
-  std::list<std::unique_ptr<uv::TcpConnection>> conns_;
-};
+using thor::test::EchoServer;  // tests/support/echo_server.hpp
 
 // A TCP client that records what it receives and whether the peer closed.
 class RawClient {

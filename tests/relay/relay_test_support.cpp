@@ -31,25 +31,6 @@ bool matches_pattern(std::uint64_t seed, std::uint64_t offset, ByteView data) {
   return true;
 }
 
-// ---- EchoServer
-
-EchoServer::EchoServer(uv_loop_t* loop) : loop_(loop), listener_(loop) {
-  auto st = listener_.listen({"127.0.0.1", 0}, [this](std::unique_ptr<uv::TcpConnection> c) {
-    ++accepted_;
-    conns_.push_back(std::move(c));
-    auto it = std::prev(conns_.end());
-    uv::TcpConnection* conn = it->get();
-    conn->set_callbacks(
-        [this, conn](ByteView d) {
-          received_ += d.size();
-          conn->write(d);
-        },
-        [this, it](const std::string&) { conns_.erase(it); });
-    conn->start_reading();
-  });
-  (void)st;
-}
-
 // ---- SinkServer
 
 SinkServer::SinkServer(uv_loop_t* loop, std::uint64_t seed) : loop_(loop), seed_(seed), listener_(loop), tick_(loop) {

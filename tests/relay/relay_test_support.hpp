@@ -17,6 +17,7 @@
 #include "common/uv/handle.hpp"
 #include "common/uv/tcp.hpp"
 #include "relay/relay_server.hpp"
+#include "tests/support/echo_server.hpp"
 #include "tests/support/test_loop.hpp"
 
 namespace thor::relay::test {
@@ -30,22 +31,7 @@ using ::thor::test::TestLoop;
 Bytes pattern(std::uint64_t seed, std::uint64_t offset, std::size_t n);
 bool matches_pattern(std::uint64_t seed, std::uint64_t offset, ByteView data);
 
-// Echoes every byte back on each connection.
-class EchoServer {
- public:
-  explicit EchoServer(uv_loop_t* loop);
-  std::uint16_t port() const { return listener_.bound_port(); }
-  std::size_t connections_accepted() const { return accepted_; }
-  std::size_t connections_open() const { return conns_.size(); }
-  std::uint64_t bytes_received() const { return received_; }
-
- private:
-  uv_loop_t* loop_;
-  uv::TcpListener listener_;
-  std::list<std::unique_ptr<uv::TcpConnection>> conns_;
-  std::size_t accepted_ = 0;
-  std::uint64_t received_ = 0;
-};
+using thor::test::EchoServer;  // tests/support/echo_server.hpp
 
 // Reads what arrives and checks it against pattern(seed). While stalled it reads nothing; when
 // bytes_per_tick > 0 it reads at most that much per 10 ms tick (a slow reader).
