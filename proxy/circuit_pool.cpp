@@ -129,13 +129,17 @@ bool CircuitPool::can_serve(const CircuitNeed& need) {
     if (!dirty(c, t) && fits(c, need)) return true;
   PathOptions options;
   options.allow_same_subnet = config_.allow_same_subnet;
-  options.exclude_exits = need.avoid_exits;
-  if (need.target) {
-    const std::string where = need.target->to_string();
-    for (const auto& [fp, target] : refusals_)
-      if (target == where) options.exclude_exits.push_back(fp);
-  }
+  options.exclude_exits = exits_to_avoid(need.target, need.avoid_exits);
   return select_path(*consensus_, need.target, options, rng_).ok();
+}
+
+std::vector<std::string> CircuitPool::exits_to_avoid(const std::optional<HostPort>& target,
+                                                     std::vector<std::string> avoid) const {
+  if (!target) return avoid;
+  const std::string where = target->to_string();
+  for (const auto& [fp, refused_target] : refusals_)
+    if (refused_target == where) avoid.push_back(fp);
+  return avoid;
 }
 
 bool CircuitPool::refused(const std::string& exit_fingerprint, const HostPort& target) const {
@@ -190,11 +194,7 @@ std::string CircuitPool::describe(const Path& p) {
 circuit::CircuitRef CircuitPool::launch(const std::optional<HostPort>& target,
                                        std::vector<std::string> avoid_exits) {
   if (!consensus_) return 0;
-  if (target) {
-    const std::string t = target->to_string();
-    for (const auto& [fp, where] : refusals_)
-      if (where == t) avoid_exits.push_back(fp);
-  }
+  avoid_exits = exits_to_avoid(target, std::move(avoid_exits));
   std::optional<Path> path;
   std::string error;
   for (const auto& tier : health_.exclusion_tiers(now())) {

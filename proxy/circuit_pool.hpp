@@ -122,6 +122,9 @@ class CircuitPool {
   // avoid_exits: relays not to use as the exit (they refused this target); they may be other hops.
   circuit::CircuitRef launch(const std::optional<HostPort>& target, std::vector<std::string> avoid_exits);
   bool refused(const std::string& exit_fingerprint, const HostPort& target) const;
+  // avoid plus every exit remembered as having refused target: not to be chosen as its exit.
+  std::vector<std::string> exits_to_avoid(const std::optional<HostPort>& target,
+                                          std::vector<std::string> avoid) const;
   void on_built(circuit::CircuitRef ref);
   void on_closed(circuit::CircuitRef ref, const circuit::CircuitClosed& why);
   bool launch_allowed(std::uint64_t now);
